@@ -1,1 +1,8 @@
+//! megabin's verifier and runner on stock Wasmtime with the stock `wasmtime-wasi` preview1
+//! host: no custom WASI glue, the megabinary's own bridge does the memory routing.
 
+mod engine;
+mod exec;
+
+pub use engine::{engine_config, new_engine};
+pub use exec::{Captured, Invocation, Runner, Status};

@@ -1,0 +1,66 @@
+//! Typed merge errors. Every error that concerns one input names its entry.
+
+use thiserror::Error;
+
+/// Why a set of programs could not be merged.
+#[derive(Debug, Error)]
+pub enum MergeError {
+    /// An input is not usable as a megabin entry.
+    #[error("entry `{entry}`: {reason}")]
+    Unsupported {
+        /// The entry name given to [`crate::merge`].
+        entry: String,
+        /// What is wrong with it.
+        reason: Unsupported,
+    },
+    /// Two inputs were given the same entry name, or a name is not a valid entry name.
+    #[error("invalid entry name `{0}`: names must be unique, non-empty, [A-Za-z0-9_] only, and not `memory` or `megabin_dispatch`")]
+    BadName(String),
+    /// No inputs were given.
+    #[error("nothing to merge: no programs given")]
+    Empty,
+    /// The inputs together exceed an engine limit; split them into several modules.
+    #[error("the programs do not fit one module: {0}")]
+    TooLarge(crate::limits::LimitExceeded),
+    /// The merger produced an invalid module: a bug in megabin.
+    #[error("internal error: merged module does not validate: {0}")]
+    Internal(String),
+}
+
+/// Why one input cannot become an entry.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum Unsupported {
+    /// A component-model binary instead of a core module.
+    #[error("this is a WebAssembly component, not a core module")]
+    Component,
+    /// Not a WebAssembly binary at all, or fails validation.
+    #[error("invalid WebAssembly: {0}")]
+    Invalid(String),
+    /// No `_start` export (a reactor or library).
+    #[error("no `_start` export: not a WASI command (reactor modules are not supported yet)")]
+    NoStart,
+    /// `_start` exists but is not a `[] -> []` function.
+    #[error("`_start` is not a function of type [] -> []")]
+    BadStart,
+    /// Imports of something other than WASI preview1 functions.
+    #[error("imports other than WASI preview1 functions: {}", .0.join(", "))]
+    ForeignImports(Vec<String>),
+    /// A WASI import whose name is not a preview1 function.
+    #[error("unknown WASI preview1 function `{0}`")]
+    UnknownWasiFunction(String),
+    /// A WASI import declared with the wrong signature.
+    #[error("WASI function `{0}` imported with a wrong signature")]
+    WasiSignature(String),
+    /// Shared memories (the threads proposal).
+    #[error("shared memory (threads) is not supported")]
+    SharedMemory,
+    /// 64-bit memories or tables.
+    #[error("memory64 / table64 is not supported")]
+    Memory64,
+    /// Custom page sizes.
+    #[error("custom memory page sizes are not supported")]
+    CustomPageSize,
+    /// The module defines no memory, or more than one.
+    #[error("a WASI command must define exactly one memory, this one defines {0}")]
+    MemoryCount(usize),
+}

@@ -1,0 +1,54 @@
+//! Index remapping of one program's code into the merged module, via wasm-encoder's
+//! `reencode`, which visits every index in every instruction and constant expression.
+
+use wasm_encoder::reencode::{Error, Reencode};
+
+/// Maps one input's index spaces to the output's.
+#[derive(Debug, Default)]
+pub struct Reindex {
+    /// Input type index → output type index.
+    pub types: Vec<u32>,
+    /// Input function index → output function index (imports map to trampolines).
+    pub funcs: Vec<u32>,
+    /// Output index of the input's memory 0.
+    pub memory: u32,
+    pub table_base: u32,
+    pub global_base: u32,
+    pub tag_base: u32,
+    pub elem_base: u32,
+    /// Input data index → output data index.
+    pub data: Vec<u32>,
+    /// Set whenever a type index is remapped; used to tell self-contained rec groups.
+    pub touched_type: bool,
+}
+
+impl Reencode for Reindex {
+    type Error = std::convert::Infallible;
+
+    fn type_index(&mut self, ty: u32) -> Result<u32, Error<Self::Error>> {
+        self.touched_type = true;
+        Ok(self.types[ty as usize])
+    }
+    fn function_index(&mut self, func: u32) -> Result<u32, Error<Self::Error>> {
+        Ok(self.funcs[func as usize])
+    }
+    fn memory_index(&mut self, memory: u32) -> Result<u32, Error<Self::Error>> {
+        debug_assert_eq!(memory, 0, "inputs have exactly one memory");
+        Ok(self.memory)
+    }
+    fn table_index(&mut self, table: u32) -> Result<u32, Error<Self::Error>> {
+        Ok(self.table_base + table)
+    }
+    fn global_index(&mut self, global: u32) -> Result<u32, Error<Self::Error>> {
+        Ok(self.global_base + global)
+    }
+    fn tag_index(&mut self, tag: u32) -> Result<u32, Error<Self::Error>> {
+        Ok(self.tag_base + tag)
+    }
+    fn element_index(&mut self, element: u32) -> Result<u32, Error<Self::Error>> {
+        Ok(self.elem_base + element)
+    }
+    fn data_index(&mut self, data: u32) -> Result<u32, Error<Self::Error>> {
+        Ok(self.data[data as usize])
+    }
+}

@@ -1,0 +1,130 @@
+//! Running one exported function of a WASI command module with captured stdio.
+
+use std::path::PathBuf;
+use wasmtime::{Engine, Linker, Module, Store};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
+use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
+
+/// Largest stdout/stderr captured per run.
+const CAPTURE_LIMIT: usize = 256 << 20;
+
+/// What a program is started with.
+#[derive(Clone, Debug, Default)]
+pub struct Invocation {
+    /// argv, including argv[0].
+    pub args: Vec<String>,
+    /// Environment variables.
+    pub env: Vec<(String, String)>,
+    /// Bytes on stdin.
+    pub stdin: Vec<u8>,
+    /// Preopened directories: (host path, guest path).
+    pub preopens: Vec<(PathBuf, String)>,
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// `proc_exit(code)`, or 0 when the function returned.
+    Exit(i32),
+    /// A trap: the trap code (or error text) and the full message with backtrace.
+    Trap { code: String, message: String },
+}
+
+/// Captured result of a run.
+#[derive(Clone, Debug)]
+pub struct Captured {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub status: Status,
+}
+
+/// A Wasmtime engine with the stock preview1 host linked in.
+pub struct Runner {
+    engine: Engine,
+    linker: Linker<WasiP1Ctx>,
+}
+
+impl Runner {
+    /// A runner on [`crate::new_engine`].
+    pub fn new() -> wasmtime::Result<Self> {
+        let engine = crate::new_engine()?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |cx| cx)?;
+        Ok(Runner { engine, linker })
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Compiles a module.
+    pub fn compile(&self, wasm: &[u8]) -> wasmtime::Result<Module> {
+        Module::new(&self.engine, wasm)
+    }
+
+    /// Instantiates `module` in a fresh store, calls `export` and captures stdio.
+    pub fn run_captured(
+        &self,
+        module: &Module,
+        export: &str,
+        inv: &Invocation,
+    ) -> wasmtime::Result<Captured> {
+        let stdout = MemoryOutputPipe::new(CAPTURE_LIMIT);
+        let stderr = MemoryOutputPipe::new(CAPTURE_LIMIT);
+        let mut b = WasiCtxBuilder::new();
+        b.args(&inv.args)
+            .envs(&inv.env)
+            .stdin(MemoryInputPipe::new(inv.stdin.clone()))
+            .stdout(stdout.clone())
+            .stderr(stderr.clone());
+        for (host, guest) in &inv.preopens {
+            b.preopened_dir(host, guest, FsPerms::ReadWrite)?;
+        }
+        let mut store = Store::new(&self.engine, b.build_p1());
+        let instance = self.linker.instantiate(&mut store, module)?;
+        let func = instance.get_typed_func::<(), ()>(&mut store, export)?;
+        let status = match func.call(&mut store, ()) {
+            Ok(()) => Status::Exit(0),
+            Err(e) => match e.downcast_ref::<I32Exit>() {
+                Some(I32Exit(code)) => Status::Exit(*code),
+                None => Status::Trap {
+                    code: e
+                        .downcast_ref::<wasmtime::Trap>()
+                        .map(|t| t.to_string())
+                        .unwrap_or_else(|| e.to_string()),
+                    message: format!("{e:?}"),
+                },
+            },
+        };
+        drop(store);
+        Ok(Captured {
+            stdout: stdout.contents().to_vec(),
+            stderr: stderr.contents().to_vec(),
+            status,
+        })
+    }
+
+    /// Instantiates `module` without running anything and returns the size in pages of each
+    /// exported memory, by export name (to observe lazy activation).
+    pub fn memory_pages(&self, module: &Module) -> wasmtime::Result<Vec<(String, u64)>> {
+        let mut store = Store::new(&self.engine, WasiCtxBuilder::new().build_p1());
+        let instance = self.linker.instantiate(&mut store, module)?;
+        let names: Vec<String> = module
+            .exports()
+            .filter(|e| e.ty().memory().is_some())
+            .map(|e| e.name().to_string())
+            .collect();
+        Ok(names
+            .into_iter()
+            .map(|n| {
+                let pages = instance
+                    .get_memory(&mut store, &n)
+                    .map(|m| m.size(&store))
+                    .unwrap_or(0);
+                (n, pages)
+            })
+            .collect())
+    }
+}
