@@ -578,14 +578,10 @@ fn encode_program(
     import_index: &(dyn Fn(&str) -> u32 + Sync),
 ) -> Result<ProgramCode, MergeError> {
     let mut bodies = Vec::with_capacity(l.trampolines.len() + input.code.len() + 1);
-    let mut push = |f: &Function| {
-        let mut b = Vec::new();
-        f.encode(&mut b);
-        bodies.push(b);
-    };
+    let mut push = |f: Function| bodies.push(f.into_raw_body());
     for t in &l.trampolines {
         let sizes = t.sizes_from.map(import_index);
-        push(&bridge::trampoline(t, l.memory, import_index(t.name), sizes, env));
+        push(bridge::trampoline(t, l.memory, import_index(t.name), sizes, env));
     }
     for body in &input.code {
         let mut f = r
@@ -597,10 +593,9 @@ fn encode_program(
         while !reader.eof() {
             f.instruction(&r.parse_instruction(&mut reader).map_err(internal)?);
         }
-        push(&f);
+        push(f);
     }
-    push(&start_function(input, l, r, router, k, env)?);
-    // `push` borrows `bodies`; end the borrow before returning it.
+    push(start_function(input, l, r, router, k, env)?);
     Ok(ProgramCode { bodies })
 }
 

@@ -184,7 +184,7 @@ pub fn trampoline(
     }
     s.call(import);
     if !func.returns_errno {
-        s.unreachable();
+        s.unreachable().end();
         return locals.finish(body);
     }
     let ret = locals.add(ValType::I32);
@@ -232,7 +232,7 @@ pub fn trampoline(
             _ => {}
         }
     }
-    s.end().local_get(ret);
+    s.end().local_get(ret).end();
     locals.finish(body)
 }
 

@@ -71,6 +71,17 @@ impl Runner {
         export: &str,
         inv: &Invocation,
     ) -> wasmtime::Result<Captured> {
+        self.run_captured_seq(module, &[export], inv)
+    }
+
+    /// Like [`Runner::run_captured`], but calls several exports in turn in the same instance,
+    /// stopping at the first exit or trap.
+    pub fn run_captured_seq(
+        &self,
+        module: &Module,
+        exports: &[&str],
+        inv: &Invocation,
+    ) -> wasmtime::Result<Captured> {
         let stdout = MemoryOutputPipe::new(CAPTURE_LIMIT);
         let stderr = MemoryOutputPipe::new(CAPTURE_LIMIT);
         let mut b = WasiCtxBuilder::new();
@@ -84,8 +95,15 @@ impl Runner {
         }
         let mut store = Store::new(&self.engine, b.build_p1());
         let instance = self.linker.instantiate(&mut store, module)?;
-        let func = instance.get_typed_func::<(), ()>(&mut store, export)?;
-        let status = match func.call(&mut store, ()) {
+        let mut result = Ok(());
+        for export in exports {
+            let func = instance.get_typed_func::<(), ()>(&mut store, export)?;
+            result = func.call(&mut store, ());
+            if result.is_err() {
+                break;
+            }
+        }
+        let status = match result {
             Ok(()) => Status::Exit(0),
             Err(e) => match e.downcast_ref::<I32Exit>() {
                 Some(I32Exit(code)) => Status::Exit(*code),
