@@ -4,8 +4,8 @@ use crate::error::Unsupported;
 use router_gen::wasi::{self, WasiFunc};
 use wasmparser::{
     CompositeInnerType, Data, Element, Export, ExternalKind, FuncType, FunctionBody, Global,
-    MemoryType, NameSectionReader, Parser, Payload, RecGroup, Table, TagType, TypeRef,
-    Validator, WasmFeatures,
+    MemoryType, NameSectionReader, Parser, Payload, RecGroup, Table, TagType, TypeRef, Validator,
+    WasmFeatures,
 };
 
 /// The feature set inputs are validated with: wasmparser's defaults (those of the engine that
@@ -111,10 +111,13 @@ impl<'a> Input<'a> {
                                 let (params, results) = router_gen::bridge::signature(func);
                                 let declared = input.func_types.get(ty as usize).cloned().flatten();
                                 let matches = declared.is_some_and(|d| {
-                                    same_types(d.params(), &params) && same_types(d.results(), &results)
+                                    same_types(d.params(), &params)
+                                        && same_types(d.results(), &results)
                                 });
                                 if !matches {
-                                    return Err(Unsupported::WasiSignature(import.name.to_string()));
+                                    return Err(Unsupported::WasiSignature(
+                                        import.name.to_string(),
+                                    ));
                                 }
                                 input.imports.push(WasiImport { func });
                             }

@@ -12,6 +12,7 @@
 
 mod error;
 mod input;
+mod isolation;
 pub mod limits;
 mod merge;
 mod reindex;
@@ -19,6 +20,7 @@ mod segments;
 mod types;
 
 pub use error::{MergeError, Unsupported};
+pub use isolation::{check_isolation, IsolationReport, Resources};
 pub use limits::{fits, Footprint, LimitExceeded};
 pub use merge::ENTRIES_SECTION;
 

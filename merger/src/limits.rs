@@ -134,7 +134,11 @@ impl Footprint {
             ("tables", self.tables, MAX_TABLES),
             ("functions", self.functions, MAX_FUNCTIONS),
             ("data segments", self.data_segments, MAX_DATA_SEGMENTS),
-            ("element segments", self.element_segments, MAX_ELEMENT_SEGMENTS),
+            (
+                "element segments",
+                self.element_segments,
+                MAX_ELEMENT_SEGMENTS,
+            ),
             ("globals", self.globals, MAX_GLOBALS),
             ("types", self.types, MAX_TYPES),
             ("tags", self.tags, MAX_TAGS),

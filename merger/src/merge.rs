@@ -14,10 +14,10 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use wasm_encoder::reencode::Reencode;
 use wasm_encoder::{
-    CodeSection, ConstExpr, CustomSection, DataCountSection, DataSection, ElementSection,
-    Elements, Encode, EntityType, ExportKind, ExportSection, Function, FunctionSection,
-    GlobalSection, GlobalType, ImportSection, MemorySection, MemoryType,
-    Module, NameMap, NameSection, TableSection, TableType, TagSection, ValType,
+    CodeSection, ConstExpr, CustomSection, DataCountSection, DataSection, ElementSection, Elements,
+    Encode, EntityType, ExportKind, ExportSection, Function, FunctionSection, GlobalSection,
+    GlobalType, ImportSection, MemorySection, MemoryType, Module, NameMap, NameSection,
+    TableSection, TableType, TagSection, ValType,
 };
 
 /// Name of the custom section that describes the entries (JSON, see docs/format.md).
@@ -94,7 +94,11 @@ pub(crate) fn merge(programs: &[Program<'_>], jobs: usize) -> Result<Merged, Mer
     for name in &used {
         let func = wasi::lookup(name).expect("known");
         let (p, r) = bridge::signature(func);
-        imports.import(wasi::WASI_MODULE, name, EntityType::Function(types.func(&p, &r)));
+        imports.import(
+            wasi::WASI_MODULE,
+            name,
+            EntityType::Function(types.func(&p, &r)),
+        );
     }
     let n_imports = used.len() as u32;
     let alloc_func = n_imports;
@@ -202,7 +206,8 @@ pub(crate) fn merge(programs: &[Program<'_>], jobs: usize) -> Result<Merged, Mer
         r.data = data_map;
         reindexes.push(r);
     }
-    let func_type_of = |types: &mut TypeInterner, (p, r): (Vec<ValType>, Vec<ValType>)| types.func(&p, &r);
+    let func_type_of =
+        |types: &mut TypeInterner, (p, r): (Vec<ValType>, Vec<ValType>)| types.func(&p, &r);
     let alloc_type = func_type_of(&mut types, bridge::alloc_signature());
     let dispatch_imports = DispatchImports {
         fd_write: import_index("fd_write"),
@@ -216,7 +221,15 @@ pub(crate) fn merge(programs: &[Program<'_>], jobs: usize) -> Result<Merged, Mer
     let start_type = types.func(&[], &[]);
 
     // --- per-program code, in parallel.
-    let code = encode_programs(&inputs, &layouts, &mut reindexes, &router, &env, &import_index, jobs)?;
+    let code = encode_programs(
+        &inputs,
+        &layouts,
+        &mut reindexes,
+        &router,
+        &env,
+        &import_index,
+        jobs,
+    )?;
 
     // --- assemble.
     let mut functions = FunctionSection::new();
@@ -262,7 +275,11 @@ pub(crate) fn merge(programs: &[Program<'_>], jobs: usize) -> Result<Merged, Mer
     );
     let mut elements = ElementSection::new();
     let mut data_section = DataSection::new();
-    data_section.active(0, &ConstExpr::i32_const(router.static_base() as i32), router.static_bytes().iter().copied());
+    data_section.active(
+        0,
+        &ConstExpr::i32_const(router.static_base() as i32),
+        router.static_bytes().iter().copied(),
+    );
     let mut declared: Vec<u32> = Vec::new();
     let mut entry_maps = Vec::new();
     let mut memory_names = NameMap::new();
@@ -480,7 +497,9 @@ fn check_names(programs: &[Program<'_>]) -> Result<(), MergeError> {
     let mut seen = std::collections::HashSet::new();
     for p in programs {
         let ok = !p.name.is_empty()
-            && p.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            && p.name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
             && p.name != "memory"
             && p.name != "megabin_dispatch"
             && seen.insert(p.name.as_str());
@@ -530,7 +549,9 @@ pub(crate) fn parallel_map<T: Sync, R: Send>(
             });
         }
     });
-    out.into_iter().map(|r| r.expect("every item mapped")).collect()
+    out.into_iter()
+        .map(|r| r.expect("every item mapped"))
+        .collect()
 }
 
 /// Encoded function bodies of one program: trampolines, its own functions, its start.
@@ -581,12 +602,16 @@ fn encode_program(
     let mut push = |f: Function| bodies.push(f.into_raw_body());
     for t in &l.trampolines {
         let sizes = t.sizes_from.map(import_index);
-        push(bridge::trampoline(t, l.memory, import_index(t.name), sizes, env));
+        push(bridge::trampoline(
+            t,
+            l.memory,
+            import_index(t.name),
+            sizes,
+            env,
+        ));
     }
     for body in &input.code {
-        let mut f = r
-            .new_function_with_parsed_locals(body)
-            .map_err(internal)?;
+        let mut f = r.new_function_with_parsed_locals(body).map_err(internal)?;
         let mut reader = body
             .get_operators_reader()
             .map_err(|e| internal(e.into()))?;
@@ -606,7 +631,9 @@ fn inline_expr(
     body: &mut Vec<u8>,
 ) -> Result<(), MergeError> {
     let mut bytes = Vec::new();
-    r.const_expr(expr.clone()).map_err(internal)?.encode(&mut bytes);
+    r.const_expr(expr.clone())
+        .map_err(internal)?
+        .encode(&mut bytes);
     bytes.pop(); // the trailing `end`
     body.extend_from_slice(&bytes);
     Ok(())

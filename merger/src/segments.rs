@@ -20,7 +20,10 @@ pub enum ActiveData<'a> {
     /// Lands at a constant offset.
     Const { offset: u32, bytes: Cow<'a, [u8]> },
     /// Lands at an offset computed by a constant expression (e.g. `global.get`).
-    Expr { offset: ConstExpr<'a>, bytes: &'a [u8] },
+    Expr {
+        offset: ConstExpr<'a>,
+        bytes: &'a [u8],
+    },
 }
 
 impl ActiveData<'_> {
@@ -133,7 +136,10 @@ mod tests {
             other => panic!("{other:?}"),
         }
         match &out[1] {
-            ActiveData::Const { offset: 10000, bytes } => assert_eq!(&bytes[..], b"zz"),
+            ActiveData::Const {
+                offset: 10000,
+                bytes,
+            } => assert_eq!(&bytes[..], b"zz"),
             other => panic!("{other:?}"),
         }
     }

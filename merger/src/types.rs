@@ -30,8 +30,10 @@ impl TypeInterner {
             return i;
         }
         let i = self.len;
-        self.groups
-            .push(Group::Func(FuncType::new(params.iter().copied(), results.iter().copied())));
+        self.groups.push(Group::Func(FuncType::new(
+            params.iter().copied(),
+            results.iter().copied(),
+        )));
         self.len += 1;
         self.index.insert(key, i);
         i
@@ -46,7 +48,10 @@ impl TypeInterner {
             if let (true, None, wasm_encoder::CompositeInnerType::Func(f)) =
                 (t.is_final, t.supertype_idx, &t.composite_type.inner)
             {
-                if !t.composite_type.shared && t.composite_type.descriptor.is_none() && t.composite_type.describes.is_none() {
+                if !t.composite_type.shared
+                    && t.composite_type.descriptor.is_none()
+                    && t.composite_type.describes.is_none()
+                {
                     return self.func(f.params(), f.results());
                 }
             }
@@ -72,7 +77,10 @@ impl TypeInterner {
                 Group::Func(f) => {
                     s.ty().func_type(f);
                 }
-                Group::Rec { explicit: true, types } => {
+                Group::Rec {
+                    explicit: true,
+                    types,
+                } => {
                     s.ty().rec(types.iter().cloned());
                 }
                 Group::Rec { types, .. } => {

@@ -61,7 +61,9 @@ fn every_fixture_behaves_the_same_standalone_and_merged() {
             .run_captured(&standalone[case.program.as_str()], "_start", &inv_a)
             .unwrap();
         let export = format!("{}_start", entry_name(&case.program));
-        let b = runner.run_captured(&merged_module, &export, &inv_b).unwrap();
+        let b = runner
+            .run_captured(&merged_module, &export, &inv_b)
+            .unwrap();
         if comparable(&a) != comparable(&b) {
             let (sa, ea, xa) = comparable(&a);
             let (sb, eb, xb) = comparable(&b);

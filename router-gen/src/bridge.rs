@@ -206,12 +206,17 @@ pub fn trampoline(
                         s.local_get(len);
                     }
                     Used::Param(u) => {
-                        min_u(s, tmp, |s| {
-                            s.local_get(len);
-                        }, |s| {
-                            s.local_get(bridged[u].expect("used is an out param"))
-                                .i32_load(g.bridge_arg(0));
-                        });
+                        min_u(
+                            s,
+                            tmp,
+                            |s| {
+                                s.local_get(len);
+                            },
+                            |s| {
+                                s.local_get(bridged[u].expect("used is an out param"))
+                                    .i32_load(g.bridge_arg(0));
+                            },
+                        );
                     }
                 });
             }
@@ -295,14 +300,26 @@ impl Gen<'_> {
     }
 
     /// Copies `len` bytes from the entry pointer in local `src` to the bridge pointer in `dst`.
-    fn copy_in(&self, s: &mut InstructionSink, dst: u32, src: u32, len: impl FnOnce(&mut InstructionSink)) {
+    fn copy_in(
+        &self,
+        s: &mut InstructionSink,
+        dst: u32,
+        src: u32,
+        len: impl FnOnce(&mut InstructionSink),
+    ) {
         s.local_get(dst).local_get(src);
         len(s);
         s.memory_copy(self.env.memory, self.entry);
     }
 
     /// Copies `len` bytes from the bridge pointer in local `src` to the entry pointer in `dst`.
-    fn copy_out(&self, s: &mut InstructionSink, dst: u32, src: u32, len: impl FnOnce(&mut InstructionSink)) {
+    fn copy_out(
+        &self,
+        s: &mut InstructionSink,
+        dst: u32,
+        src: u32,
+        len: impl FnOnce(&mut InstructionSink),
+    ) {
         s.local_get(dst).local_get(src);
         len(s);
         s.memory_copy(self.entry, self.env.memory);
@@ -378,7 +395,9 @@ impl Gen<'_> {
             locals.add(ValType::I32),
         );
         let tmp = locals.tmp_pair();
-        s.local_get(used).i32_load(self.bridge_arg(0)).local_set(rem);
+        s.local_get(used)
+            .i32_load(self.bridge_arg(0))
+            .local_set(rem);
         s.i32_const(0).local_set(j);
         s.block(BlockType::Empty).loop_(BlockType::Empty);
         s.local_get(j).local_get(count).i32_ge_u().br_if(1);
@@ -418,7 +437,13 @@ impl Gen<'_> {
 
     /// `args_get` / `environ_get`: learn the sizes, let the host fill bridge buffers, copy the
     /// strings to the entry's buffer and rebase every pointer into it.
-    fn pointer_array_call(&self, s: &mut InstructionSink, locals: &mut LocalAlloc, import: u32, sizes: u32) {
+    fn pointer_array_call(
+        &self,
+        s: &mut InstructionSink,
+        locals: &mut LocalAlloc,
+        import: u32,
+        sizes: u32,
+    ) {
         let (ptrs, buf) = (0u32, 1u32);
         let sz = self.alloc_local(s, locals, |s| {
             s.i64_const(8);
@@ -435,8 +460,12 @@ impl Gen<'_> {
             .return_()
             .end();
         let (count, bytes) = (locals.add(ValType::I32), locals.add(ValType::I32));
-        s.local_get(sz).i32_load(self.bridge_arg(0)).local_set(count);
-        s.local_get(sz).i32_load(self.bridge_arg(4)).local_set(bytes);
+        s.local_get(sz)
+            .i32_load(self.bridge_arg(0))
+            .local_set(count);
+        s.local_get(sz)
+            .i32_load(self.bridge_arg(4))
+            .local_set(bytes);
         let barr = self.alloc_local(s, locals, |s| {
             s.local_get(count).i64_extend_i32_u().i64_const(4).i64_mul();
         });

@@ -162,7 +162,11 @@ impl Router {
         let mut aliases: Vec<(Vec<u8>, u32)> = entries
             .iter()
             .enumerate()
-            .flat_map(|(k, e)| e.aliases.iter().map(move |a| (a.as_bytes().to_vec(), k as u32)))
+            .flat_map(|(k, e)| {
+                e.aliases
+                    .iter()
+                    .map(move |a| (a.as_bytes().to_vec(), k as u32))
+            })
             .collect();
         aliases.sort();
         aliases.dedup();
@@ -334,8 +338,16 @@ impl Gen<'_> {
                 .local_set(n);
             s.block(BlockType::Empty).loop_(BlockType::Empty);
             s.local_get(i).local_get(n).i32_ge_u().br_if(1);
-            s.local_get(a).local_get(i).i32_add().i32_load8_u(self.m(0, 0)).local_set(x);
-            s.local_get(b).local_get(i).i32_add().i32_load8_u(self.m(0, 0)).local_set(y);
+            s.local_get(a)
+                .local_get(i)
+                .i32_add()
+                .i32_load8_u(self.m(0, 0))
+                .local_set(x);
+            s.local_get(b)
+                .local_get(i)
+                .i32_add()
+                .i32_load8_u(self.m(0, 0))
+                .local_set(y);
             s.local_get(x).local_get(y).i32_ne().if_(BlockType::Empty);
             s.i32_const(-1)
                 .i32_const(1)
@@ -363,7 +375,8 @@ impl Gen<'_> {
     fn search(&self) -> GenFunc {
         build("search", vec![I32; 4], vec![I32], None, |s, l| {
             let (table, count, key, keylen) = (0, 1, 2, 3);
-            let (lo, hi, mid, rec, c) = (l.add(I32), l.add(I32), l.add(I32), l.add(I32), l.add(I32));
+            let (lo, hi, mid, rec, c) =
+                (l.add(I32), l.add(I32), l.add(I32), l.add(I32), l.add(I32));
             s.local_get(count).local_set(hi);
             s.block(BlockType::Empty).loop_(BlockType::Empty);
             s.local_get(lo).local_get(hi).i32_ge_u().br_if(1);
@@ -407,9 +420,18 @@ impl Gen<'_> {
             let (i, c, v, acc) = (l.add(I32), l.add(I32), l.add(I32), l.add(I32));
             s.block(BlockType::Empty).loop_(BlockType::Empty);
             s.local_get(i).i32_const(64).i32_ge_u().br_if(1);
-            s.local_get(src).local_get(i).i32_add().i32_load8_u(self.m(0, 0)).local_set(c);
+            s.local_get(src)
+                .local_get(i)
+                .i32_add()
+                .i32_load8_u(self.m(0, 0))
+                .local_set(c);
             // digit?
-            s.local_get(c).i32_const(48).i32_sub().local_tee(v).i32_const(10).i32_ge_u();
+            s.local_get(c)
+                .i32_const(48)
+                .i32_sub()
+                .local_tee(v)
+                .i32_const(10)
+                .i32_ge_u();
             s.if_(BlockType::Empty);
             s.local_get(c)
                 .i32_const(32)
@@ -461,22 +483,28 @@ impl Gen<'_> {
 
     /// `megabin_dispatch(ptr) -> i32`.
     fn dispatch(&self) -> GenFunc {
-        build("dispatch", vec![I32], vec![I32], Some("megabin_dispatch"), |s, l| {
-            let id = l.add(I32);
-            s.i32_const(self.r.digest_table as i32)
-                .i32_const(self.r.digests as i32)
-                .local_get(0)
-                .i32_const(32)
-                .call(self.f(SEARCH))
-                .local_tee(id)
-                .i32_const(0)
-                .i32_lt_s()
-                .if_(BlockType::Empty)
-                .i32_const(1)
-                .return_()
-                .end();
-            s.local_get(id).call(self.f(RUN_ENTRY)).i32_const(0).end();
-        })
+        build(
+            "dispatch",
+            vec![I32],
+            vec![I32],
+            Some("megabin_dispatch"),
+            |s, l| {
+                let id = l.add(I32);
+                s.i32_const(self.r.digest_table as i32)
+                    .i32_const(self.r.digests as i32)
+                    .local_get(0)
+                    .i32_const(32)
+                    .call(self.f(SEARCH))
+                    .local_tee(id)
+                    .i32_const(0)
+                    .i32_lt_s()
+                    .if_(BlockType::Empty)
+                    .i32_const(1)
+                    .return_()
+                    .end();
+                s.local_get(id).call(self.f(RUN_ENTRY)).i32_const(0).end();
+            },
+        )
     }
 
     fn say(&self, s: &mut InstructionSink, (ptr, len): (u32, u32)) {
@@ -487,12 +515,20 @@ impl Gen<'_> {
 
     fn fail(&self, s: &mut InstructionSink, msg: (u32, u32)) {
         self.say(s, msg);
-        s.i32_const(EXIT_NOT_FOUND).call(self.imp.proc_exit).unreachable();
+        s.i32_const(EXIT_NOT_FOUND)
+            .call(self.imp.proc_exit)
+            .unreachable();
     }
 
     /// Fetches args or environ into bridge scratch; leaves `count` and `arr` locals set;
     /// returns false (falls through with count 0) when the host reports an error.
-    fn fetch_strings(&self, s: &mut InstructionSink, l: &mut LocalAlloc, sizes: u32, get: u32) -> (u32, u32) {
+    fn fetch_strings(
+        &self,
+        s: &mut InstructionSink,
+        l: &mut LocalAlloc,
+        sizes: u32,
+        get: u32,
+    ) -> (u32, u32) {
         let (sz, count, arr) = (l.add(I32), l.add(I32), l.add(I32));
         s.i64_const(8).call(self.env.alloc_func).local_set(sz);
         s.local_get(sz)
@@ -526,7 +562,8 @@ impl Gen<'_> {
     /// `_start`: select by `MEGABIN_ENTRY`, else by argv[0]'s basename.
     fn start(&self) -> GenFunc {
         build("start", vec![], vec![], Some("_start"), |s, l| {
-            s.i32_const(self.env.scratch_base as i32).global_set(self.env.cursor_global);
+            s.i32_const(self.env.scratch_base as i32)
+                .global_set(self.env.cursor_global);
             let (count, arr) =
                 self.fetch_strings(s, l, self.imp.environ_sizes_get, self.imp.environ_get);
             let (i, str_, dig, id) = (l.add(I32), l.add(I32), l.add(I32), l.add(I32));
@@ -599,18 +636,33 @@ impl Gen<'_> {
             self.fail(s, self.r.no_argv0);
             s.end();
             let (base, len) = (l.add(I32), l.add(I32));
-            s.local_get(argv).i32_load(self.m(0, 2)).local_tee(str_).local_set(base);
+            s.local_get(argv)
+                .i32_load(self.m(0, 2))
+                .local_tee(str_)
+                .local_set(base);
             s.i32_const(0).local_set(len);
             s.block(BlockType::Empty).loop_(BlockType::Empty);
-            s.local_get(str_).local_get(len).i32_add().i32_load8_u(self.m(0, 0)).local_tee(i);
+            s.local_get(str_)
+                .local_get(len)
+                .i32_add()
+                .i32_load8_u(self.m(0, 0))
+                .local_tee(i);
             s.i32_eqz().br_if(1);
             s.local_get(len).i32_const(1).i32_add().local_set(len);
-            s.local_get(i).i32_const(b'/' as i32).i32_eq().if_(BlockType::Empty);
+            s.local_get(i)
+                .i32_const(b'/' as i32)
+                .i32_eq()
+                .if_(BlockType::Empty);
             s.local_get(str_).local_get(len).i32_add().local_set(base);
             s.end();
             s.br(0).end().end();
             // basename length = str + len - base
-            s.local_get(str_).local_get(len).i32_add().local_get(base).i32_sub().local_set(len);
+            s.local_get(str_)
+                .local_get(len)
+                .i32_add()
+                .local_get(base)
+                .i32_sub()
+                .local_set(len);
             s.i32_const(self.r.alias_table as i32)
                 .i32_const(self.r.aliases as i32)
                 .local_get(base)
@@ -621,7 +673,9 @@ impl Gen<'_> {
                 .i32_lt_s()
                 .if_(BlockType::Empty);
             self.say(s, self.r.unknown_name);
-            s.local_get(base).local_get(len).call(self.f(Router::MESSAGE));
+            s.local_get(base)
+                .local_get(len)
+                .call(self.f(Router::MESSAGE));
             self.fail(s, self.r.newline);
             s.end();
             s.local_get(id).call(self.f(RUN_ENTRY)).end();

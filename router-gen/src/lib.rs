@@ -5,8 +5,8 @@
 //! - [`dispatch`]: the hash- and argv[0]-based dispatcher (`_start`, `megabin_dispatch`).
 
 pub mod bridge;
-pub mod dispatch;
 mod code;
+pub mod dispatch;
 pub mod wasi;
 
 pub use code::LocalAlloc;

@@ -41,7 +41,11 @@ pub enum Param {
     InArray { elem: u32, count: usize },
     /// Pointer to up to `count` fixed-size records the host writes; how many is the `u32`
     /// written through parameter `used` (`poll_oneoff` events).
-    OutArray { elem: u32, count: usize, used: usize },
+    OutArray {
+        elem: u32,
+        count: usize,
+        used: usize,
+    },
     /// The pointer array of `args_get` / `environ_get`: filled with pointers into the string
     /// buffer, which the trampoline rebases into the caller's memory.
     PtrArray,

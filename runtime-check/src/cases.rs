@@ -111,7 +111,10 @@ pub fn snapshot(root: &Path) -> DirSnapshot {
                 out.insert(rel.clone(), "/".into());
                 walk(root, &p, out);
             } else {
-                out.insert(rel, String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into_owned());
+                out.insert(
+                    rel,
+                    String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into_owned(),
+                );
             }
         }
     }

@@ -1,0 +1,281 @@
+//! Structural isolation check of a megabinary, derived from the module alone (not from the
+//! merge map): starting from each `<name>_start` export, it follows direct calls, `ref.func`
+//! and the element segments the code initialises, and collects every memory, table and global
+//! the reachable code touches. Each program must touch only its own memory (exported as
+//! `<name>.memory`), tables and globals; only its WASI trampolines (`<name>::wasi::<fn>` in the
+//! name section) may call imports or touch the bridge memory 0; code shared between programs
+//! (the bridge allocator, the message helper) touches only the bridge.
+
+use std::collections::{BTreeMap, BTreeSet};
+use wasm_encoder::reencode::{Error, Reencode};
+use wasmparser::{ElementItems, ExternalKind, Name, Parser, Payload};
+
+/// What one program's reachable code touches.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Resources {
+    /// Functions reachable from its start export (shared helpers included).
+    pub functions: BTreeSet<u32>,
+    /// Memories its own code touches (0 only through trampolines).
+    pub memories: BTreeSet<u32>,
+    /// Tables its own code touches.
+    pub tables: BTreeSet<u32>,
+    /// Globals its own code touches.
+    pub globals: BTreeSet<u32>,
+}
+
+/// The result of a successful check.
+#[derive(Clone, Debug, Default)]
+pub struct IsolationReport {
+    /// Entry name → what its code touches.
+    pub entries: BTreeMap<String, Resources>,
+    /// Functions reachable from more than one entry.
+    pub shared: BTreeSet<u32>,
+}
+
+#[derive(Default)]
+struct Refs {
+    funcs: BTreeSet<u32>,
+    memories: BTreeSet<u32>,
+    tables: BTreeSet<u32>,
+    globals: BTreeSet<u32>,
+    elems: BTreeSet<u32>,
+}
+
+impl Reencode for Refs {
+    type Error = std::convert::Infallible;
+    fn function_index(&mut self, f: u32) -> Result<u32, Error<Self::Error>> {
+        self.funcs.insert(f);
+        Ok(f)
+    }
+    fn memory_index(&mut self, m: u32) -> Result<u32, Error<Self::Error>> {
+        self.memories.insert(m);
+        Ok(m)
+    }
+    fn table_index(&mut self, t: u32) -> Result<u32, Error<Self::Error>> {
+        self.tables.insert(t);
+        Ok(t)
+    }
+    fn global_index(&mut self, g: u32) -> Result<u32, Error<Self::Error>> {
+        self.globals.insert(g);
+        Ok(g)
+    }
+    fn element_index(&mut self, e: u32) -> Result<u32, Error<Self::Error>> {
+        self.elems.insert(e);
+        Ok(e)
+    }
+}
+
+/// Checks the isolation invariant; returns every violation found, not just the first.
+pub fn check_isolation(wasm: &[u8]) -> Result<IsolationReport, Vec<String>> {
+    let mut problems = Vec::new();
+    let mut imported = 0u32;
+    let mut import_names = Vec::new();
+    let mut bodies: Vec<Refs> = Vec::new();
+    let mut elem_funcs: Vec<Vec<u32>> = Vec::new();
+    let mut func_exports = BTreeMap::new();
+    let mut mem_exports = BTreeMap::new();
+    let mut names: BTreeMap<u32, String> = BTreeMap::new();
+    let parse_err = |e: wasmparser::BinaryReaderError| vec![format!("cannot parse module: {e}")];
+    for payload in Parser::new(0).parse_all(wasm) {
+        match payload.map_err(parse_err)? {
+            Payload::ImportSection(r) => {
+                for i in r.into_imports() {
+                    let i = i.map_err(parse_err)?;
+                    if matches!(i.ty, wasmparser::TypeRef::Func(_)) {
+                        imported += 1;
+                        import_names.push(i.name.to_string());
+                    }
+                }
+            }
+            Payload::ExportSection(r) => {
+                for e in r {
+                    let e = e.map_err(parse_err)?;
+                    match e.kind {
+                        ExternalKind::Func => {
+                            func_exports.insert(e.name.to_string(), e.index);
+                        }
+                        ExternalKind::Memory => {
+                            mem_exports.insert(e.name.to_string(), e.index);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Payload::ElementSection(r) => {
+                for e in r {
+                    let e = e.map_err(parse_err)?;
+                    let mut refs = Refs::default();
+                    match e.items {
+                        ElementItems::Functions(fs) => {
+                            for f in fs {
+                                refs.funcs.insert(f.map_err(parse_err)?);
+                            }
+                        }
+                        ElementItems::Expressions(_, es) => {
+                            for x in es {
+                                let _ = refs.const_expr(x.map_err(parse_err)?);
+                            }
+                        }
+                    }
+                    elem_funcs.push(refs.funcs.into_iter().collect());
+                }
+            }
+            Payload::CodeSectionEntry(body) => {
+                let mut refs = Refs::default();
+                let mut reader = body.get_operators_reader().map_err(parse_err)?;
+                while !reader.eof() {
+                    if let Err(e) = refs.parse_instruction(&mut reader) {
+                        return Err(vec![format!("cannot parse code: {e}")]);
+                    }
+                }
+                bodies.push(refs);
+            }
+            Payload::CustomSection(c) => {
+                if let wasmparser::KnownCustom::Name(r) = c.as_known() {
+                    for sub in r.into_iter().flatten() {
+                        if let Name::Function(map) = sub {
+                            for n in map.into_iter().flatten() {
+                                names.insert(n.index, n.name.to_string());
+                            }
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let body = |f: u32| bodies.get((f - imported) as usize);
+
+    // Entries: `<name>_start` with a `<name>.memory` beside it.
+    let mut entries = BTreeMap::new();
+    for (export, &func) in &func_exports {
+        if let Some(name) = export.strip_suffix("_start").filter(|n| !n.is_empty()) {
+            match mem_exports.get(&format!("{name}.memory")) {
+                Some(&mem) => {
+                    entries.insert(name.to_string(), (func, mem));
+                }
+                None => problems.push(format!("export `{export}` has no `{name}.memory`")),
+            }
+        }
+    }
+
+    // Reachability from each entry.
+    let mut reach: BTreeMap<&str, BTreeSet<u32>> = BTreeMap::new();
+    for (name, &(start, _)) in &entries {
+        let mut seen = BTreeSet::new();
+        let mut todo = vec![start];
+        while let Some(f) = todo.pop() {
+            if !seen.insert(f) || f < imported {
+                continue;
+            }
+            let Some(refs) = body(f) else {
+                problems.push(format!("function {f} does not exist"));
+                continue;
+            };
+            todo.extend(refs.funcs.iter().copied());
+            for e in &refs.elems {
+                if let Some(fs) = elem_funcs.get(*e as usize) {
+                    todo.extend(fs.iter().copied());
+                }
+            }
+        }
+        reach.insert(name, seen);
+    }
+    let mut count: BTreeMap<u32, usize> = BTreeMap::new();
+    for set in reach.values() {
+        for &f in set {
+            *count.entry(f).or_default() += 1;
+        }
+    }
+    let shared: BTreeSet<u32> = count
+        .into_iter()
+        .filter(|&(f, n)| n > 1 && f >= imported)
+        .map(|(f, _)| f)
+        .collect();
+    let mut bridge_globals = BTreeSet::new();
+    for &f in &shared {
+        let r = body(f).expect("reachable functions exist");
+        if r.memories.iter().any(|&m| m != 0) || !r.tables.is_empty() {
+            problems.push(format!(
+                "function {f} ({}) is shared between programs but touches program state",
+                names.get(&f).map(String::as_str).unwrap_or("?")
+            ));
+        }
+        bridge_globals.extend(r.globals.iter().copied());
+    }
+
+    let mut report = IsolationReport {
+        entries: BTreeMap::new(),
+        shared: shared.clone(),
+    };
+    for (name, &(_, mem)) in &entries {
+        let mut res = Resources {
+            functions: reach[name.as_str()].clone(),
+            ..Default::default()
+        };
+        for &f in &reach[name.as_str()] {
+            if f < imported || shared.contains(&f) {
+                continue;
+            }
+            let r = body(f).expect("reachable functions exist");
+            let fname = names.get(&f).cloned().unwrap_or_else(|| format!("#{f}"));
+            let calls_import: Vec<u32> =
+                r.funcs.iter().copied().filter(|&c| c < imported).collect();
+            let trampoline_of = fname
+                .strip_prefix(&format!("{name}::wasi::"))
+                .map(str::to_string);
+            for c in &calls_import {
+                let ok = trampoline_of.as_deref() == Some(import_names[*c as usize].as_str())
+                    || trampoline_of.is_some() && import_names[*c as usize].ends_with("_sizes_get");
+                if !ok {
+                    problems.push(format!(
+                        "{name}: function {f} ({fname}) calls WASI import `{}` directly, not through its trampoline",
+                        import_names[*c as usize]
+                    ));
+                }
+            }
+            for &m in &r.memories {
+                if m == 0 && trampoline_of.is_none() {
+                    problems.push(format!(
+                        "{name}: function {f} ({fname}) touches the bridge memory outside a trampoline"
+                    ));
+                } else if m != 0 && m != mem {
+                    problems.push(format!(
+                        "{name}: function {f} ({fname}) touches memory {m}, not its own memory {mem}"
+                    ));
+                }
+            }
+            res.memories.extend(r.memories.iter().copied());
+            res.tables.extend(r.tables.iter().copied());
+            res.globals.extend(
+                r.globals
+                    .iter()
+                    .copied()
+                    .filter(|g| !bridge_globals.contains(g)),
+            );
+        }
+        report.entries.insert(name.clone(), res);
+    }
+    let list: Vec<(&String, &Resources)> = report.entries.iter().collect();
+    for (i, (a, ra)) in list.iter().enumerate() {
+        for (b, rb) in &list[i + 1..] {
+            let mems: Vec<_> = ra
+                .memories
+                .intersection(&rb.memories)
+                .filter(|&&m| m != 0)
+                .collect();
+            let tables: Vec<_> = ra.tables.intersection(&rb.tables).collect();
+            let globals: Vec<_> = ra.globals.intersection(&rb.globals).collect();
+            if !mems.is_empty() || !tables.is_empty() || !globals.is_empty() {
+                problems.push(format!(
+                    "{a} and {b} share state: memories {mems:?}, tables {tables:?}, globals {globals:?}"
+                ));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(report)
+    } else {
+        Err(problems)
+    }
+}

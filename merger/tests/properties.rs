@@ -1,0 +1,405 @@
+//! Properties of merged modules beyond behaviour: validity, isolation, lazy activation,
+//! dispatch, names, determinism, limits and typed errors.
+
+use merger::{check_isolation, merge, MergeError, MergeOptions, Merged, Program, Unsupported};
+use runtime_check::cases::fixture_programs;
+use runtime_check::{Invocation, Runner, Status};
+
+fn programs(fixtures: &[(String, Vec<u8>)]) -> Vec<Program<'_>> {
+    fixtures
+        .iter()
+        .map(|(name, wasm)| Program {
+            name: name.replace('-', "_"),
+            wasm,
+            aliases: vec![name.clone()],
+        })
+        .collect()
+}
+
+fn merge_fixtures(jobs: usize) -> Merged {
+    let f = fixture_programs();
+    merge(&programs(&f), &MergeOptions { jobs }).unwrap()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
+fn output_validates_and_every_program_is_isolated() {
+    let merged = merge_fixtures(2);
+    wasmparser::Validator::new()
+        .validate_all(&merged.wasm)
+        .unwrap();
+    let report = check_isolation(&merged.wasm).unwrap_or_else(|p| panic!("{}", p.join("\n")));
+    assert_eq!(report.entries.len(), fixture_programs().len());
+    let mut memories = std::collections::BTreeSet::new();
+    for (name, res) in &report.entries {
+        let own: Vec<_> = res.memories.iter().filter(|&&m| m != 0).collect();
+        assert_eq!(
+            own.len(),
+            1,
+            "{name} touches exactly one program memory: {res:?}"
+        );
+        assert!(memories.insert(*own[0]), "{name}'s memory is not shared");
+        assert!(
+            res.memories.contains(&0),
+            "{name} reaches WASI through the bridge"
+        );
+    }
+}
+
+#[test]
+fn isolation_check_catches_a_program_touching_another_memory() {
+    // Two programs; rewrite one memory index in the first program's code to the second's.
+    let a = wat::parse_str(
+        r#"(module (memory (export "memory") 1)
+             (func (export "_start") (i32.store (i32.const 0) (i32.const 1))))"#,
+    )
+    .unwrap();
+    let b = wat::parse_str(
+        r#"(module (memory (export "memory") 1)
+             (func (export "_start") (i32.store (i32.const 4) (i32.const 2))))"#,
+    )
+    .unwrap();
+    let ps = vec![
+        Program {
+            name: "a".into(),
+            wasm: &a,
+            aliases: vec![],
+        },
+        Program {
+            name: "b".into(),
+            wasm: &b,
+            aliases: vec![],
+        },
+    ];
+    let merged = merge(&ps, &MergeOptions::default()).unwrap();
+    check_isolation(&merged.wasm).unwrap();
+    // `i32.store` with memory index: the encoder writes memarg flags 0x42 (align 2 | 0x40)
+    // followed by the memory index byte. Find a's store (memory 1) and point it at memory 2.
+    let mut tampered = merged.wasm.clone();
+    let pos = tampered
+        .windows(3)
+        .position(|w| w == [0x36, 0x42, 0x01])
+        .expect("a's store into memory 1");
+    tampered[pos + 2] = 0x02;
+    wasmparser::Validator::new()
+        .validate_all(&tampered)
+        .unwrap();
+    let problems = check_isolation(&tampered).unwrap_err();
+    assert!(
+        problems.iter().any(|p| p.contains("touches memory 2")),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn instantiation_runs_no_program() {
+    let merged = merge_fixtures(2);
+    let runner = Runner::new().unwrap();
+    let module = runner.compile(&merged.wasm).unwrap();
+    let pages = runner.memory_pages(&module).unwrap();
+    let programs: Vec<_> = pages
+        .iter()
+        .filter(|(n, _)| n.ends_with(".memory"))
+        .collect();
+    assert_eq!(programs.len(), fixture_programs().len());
+    for (name, size) in programs {
+        assert_eq!(
+            *size, 0,
+            "{name} must stay empty until its start export runs"
+        );
+    }
+    let bridge = pages.iter().find(|(n, _)| n == "memory").unwrap();
+    assert!(bridge.1 <= 2, "bridge memory starts small: {bridge:?}");
+}
+
+#[test]
+fn starting_a_program_twice_in_one_instance_traps_with_a_message() {
+    let merged = merge_fixtures(2);
+    let runner = Runner::new().unwrap();
+    let module = runner.compile(&merged.wasm).unwrap();
+    let inv = Invocation {
+        args: vec!["startsec".into()],
+        ..Default::default()
+    };
+    let out = runner
+        .run_captured_seq(&module, &["startsec_start", "startsec_start"], &inv)
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "start section ran: 42\n",
+        "the first run works and the second never reaches the program"
+    );
+    assert!(
+        matches!(out.status, Status::Trap { .. }),
+        "{:?}",
+        out.status
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("`startsec` was already started"), "{err}");
+}
+
+/// The dispatcher exits with 127 ("not found"); wasmtime-wasi refuses `proc_exit` codes
+/// >= 126 and turns them into an error instead, which proves the code was 127 or above.
+fn is_not_found(status: &Status) -> bool {
+    match status {
+        Status::Exit(127) => true,
+        Status::Trap { message, .. } => message.contains("invalid exit status"),
+        _ => false,
+    }
+}
+
+#[test]
+fn dispatcher_selects_by_digest_and_by_argv0() {
+    let fixtures = fixture_programs();
+    let merged = merge(&programs(&fixtures), &MergeOptions::default()).unwrap();
+    let runner = Runner::new().unwrap();
+    let module = runner.compile(&merged.wasm).unwrap();
+    let run = |args: &[&str], env: &[(&str, String)]| {
+        let inv = Invocation {
+            args: args.iter().map(|s| s.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+            ..Default::default()
+        };
+        runner.run_captured(&module, "_start", &inv).unwrap()
+    };
+    for (name, wasm) in &fixtures {
+        if name != "hello" && name != "hello-debug" && name != "startsec" {
+            continue;
+        }
+        let standalone = runner
+            .run_captured(
+                &runner.compile(wasm).unwrap(),
+                "_start",
+                &Invocation {
+                    args: vec![format!("/usr/bin/{name}"), "x".into()],
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        let by_argv0 = run(&[&format!("/usr/bin/{name}"), "x"], &[]);
+        assert_eq!(by_argv0.stdout, standalone.stdout, "{name} by argv[0]");
+        assert_eq!(by_argv0.status, Status::Exit(0));
+        let digest = format!("sha256:{}", sha256_hex(wasm));
+        let by_digest = run(
+            &[&format!("/usr/bin/{name}"), "x"],
+            &[("MEGABIN_ENTRY", digest)],
+        );
+        assert_eq!(by_digest.stdout, standalone.stdout, "{name} by digest");
+    }
+    let unknown = run(&["/bin/nope"], &[]);
+    assert!(is_not_found(&unknown.status), "{:?}", unknown.status);
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("is called nope"));
+    assert!(unknown.stdout.is_empty());
+    let wrong = run(
+        &["hello"],
+        &[("MEGABIN_ENTRY", format!("sha256:{}", "ab".repeat(32)))],
+    );
+    assert!(is_not_found(&wrong.status));
+    assert!(wrong.stdout.is_empty(), "an unknown digest runs nothing");
+    let bad = run(&["hello"], &[("MEGABIN_ENTRY", "sha256:xyz".into())]);
+    assert!(is_not_found(&bad.status));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("must be sha256:"));
+}
+
+#[test]
+fn traps_name_the_program() {
+    let merged = merge_fixtures(2);
+    let runner = Runner::new().unwrap();
+    let module = runner.compile(&merged.wasm).unwrap();
+    let inv = Invocation {
+        args: vec!["panic".into()],
+        ..Default::default()
+    };
+    let out = runner.run_captured(&module, "panic_start", &inv).unwrap();
+    match out.status {
+        Status::Trap { message, .. } => assert!(message.contains("panic::"), "{message}"),
+        other => panic!("expected a trap, got {other:?}"),
+    }
+}
+
+#[test]
+fn output_is_deterministic_whatever_the_thread_count() {
+    assert_eq!(merge_fixtures(1).wasm, merge_fixtures(4).wasm);
+}
+
+#[test]
+fn types_are_deduplicated_and_imports_shared() {
+    let fixtures = fixture_programs();
+    let merged = merge_fixtures(2);
+    let count_types = |wasm: &[u8]| -> u32 {
+        wasmparser::Parser::new(0)
+            .parse_all(wasm)
+            .filter_map(|p| match p.ok()? {
+                wasmparser::Payload::TypeSection(r) => Some(r.count()),
+                _ => None,
+            })
+            .sum()
+    };
+    let inputs: u32 = fixtures.iter().map(|(_, w)| count_types(w)).sum();
+    let output = count_types(&merged.wasm);
+    assert!(
+        output < inputs / 2,
+        "{output} output types vs {inputs} input types"
+    );
+    let mut imports = Vec::new();
+    for p in wasmparser::Parser::new(0).parse_all(&merged.wasm) {
+        if let Ok(wasmparser::Payload::ImportSection(r)) = p {
+            for i in r.into_imports() {
+                imports.push(i.unwrap().name.to_string());
+            }
+        }
+    }
+    let mut dedup = imports.clone();
+    dedup.dedup();
+    assert_eq!(imports, dedup, "each WASI function is imported once");
+}
+
+fn merge_one(wat_src: &str) -> Result<Merged, MergeError> {
+    let wasm = wat::parse_str(wat_src).unwrap();
+    merge(
+        &[Program {
+            name: "p".into(),
+            wasm: &wasm,
+            aliases: vec![],
+        }],
+        &MergeOptions::default(),
+    )
+}
+
+fn reason(r: Result<Merged, MergeError>) -> Unsupported {
+    match r {
+        Err(MergeError::Unsupported { entry, reason }) => {
+            assert_eq!(entry, "p");
+            reason
+        }
+        other => panic!("expected Unsupported, got {other:?}"),
+    }
+}
+
+#[test]
+fn unsupported_inputs_get_typed_errors() {
+    let start = r#"(func (export "_start"))"#;
+    let cases: Vec<(String, fn(&Unsupported) -> bool)> = vec![
+        (
+            format!(r#"(module (memory 1) (func (export "_initialize")))"#),
+            |r| *r == Unsupported::NoStart,
+        ),
+        (
+            format!(r#"(module (import "env" "m" (memory 1)) {start})"#),
+            |r| matches!(r, Unsupported::ForeignImports(v) if v[0].contains("env::m")),
+        ),
+        (
+            format!(r#"(module (import "env" "f" (func)) (memory 1) {start})"#),
+            |r| matches!(r, Unsupported::ForeignImports(_)),
+        ),
+        (
+            format!(
+                r#"(module (import "wasi_snapshot_preview1" "nope" (func)) (memory 1) {start})"#
+            ),
+            |r| matches!(r, Unsupported::UnknownWasiFunction(_)),
+        ),
+        (
+            format!(
+                r#"(module (import "wasi_snapshot_preview1" "fd_write" (func (param i32))) (memory 1) {start})"#
+            ),
+            |r| matches!(r, Unsupported::WasiSignature(_)),
+        ),
+        (format!(r#"(module (memory 1 1 shared) {start})"#), |r| {
+            *r == Unsupported::SharedMemory
+        }),
+        (format!(r#"(module (memory i64 1) {start})"#), |r| {
+            *r == Unsupported::Memory64
+        }),
+        (format!(r#"(module {start})"#), |r| {
+            *r == Unsupported::MemoryCount(0)
+        }),
+        (
+            format!(r#"(module (memory 1) (func (export "_start") (param i32)))"#),
+            |r| *r == Unsupported::BadStart,
+        ),
+    ];
+    for (src, check) in cases {
+        let r = reason(merge_one(&src));
+        assert!(check(&r), "{src}: got {r:?}");
+    }
+    let component = b"\0asm\x0d\x00\x01\x00".to_vec();
+    let garbage = b"\0asm\x01\x00\x00\x00\xff\xff\xff".to_vec();
+    for (bytes, want) in [(component, "component"), (garbage, "invalid")] {
+        let r = merge(
+            &[Program {
+                name: "p".into(),
+                wasm: &bytes,
+                aliases: vec![],
+            }],
+            &MergeOptions::default(),
+        );
+        let msg = r.unwrap_err().to_string();
+        assert!(msg.starts_with("entry `p`:") && msg.contains(want), "{msg}");
+    }
+}
+
+#[test]
+fn too_many_programs_are_refused_and_fits_says_so() {
+    let wasms: Vec<Vec<u8>> = (0..100)
+        .map(|i| {
+            wat::parse_str(format!(
+                r#"(module (memory 1) (global i32 (i32.const {i})) (func (export "_start")))"#
+            ))
+            .unwrap()
+        })
+        .collect();
+    let ps: Vec<Program> = wasms
+        .iter()
+        .enumerate()
+        .map(|(i, w)| Program {
+            name: format!("p{i}"),
+            wasm: w,
+            aliases: vec![],
+        })
+        .collect();
+    match merge(&ps, &MergeOptions::default()) {
+        Err(MergeError::TooLarge(e)) => {
+            assert_eq!((e.what, e.needed, e.limit), ("memories", 101, 100))
+        }
+        other => panic!("expected TooLarge, got {:?}", other.map(|m| m.map)),
+    }
+    let prints: Vec<_> = wasms
+        .iter()
+        .map(|w| merger::Footprint::of(w).unwrap())
+        .collect();
+    assert!(merger::fits(&prints).is_err());
+    assert!(merger::fits(&prints[..99]).is_ok());
+    merge(&ps[..99], &MergeOptions::default()).expect("99 programs fit");
+}
+
+#[test]
+fn bad_names_are_refused() {
+    let w = wat::parse_str(r#"(module (memory 1) (func (export "_start")))"#).unwrap();
+    for names in [vec!["a", "a"], vec!["memory"], vec!["a-b"], vec![""]] {
+        let ps: Vec<Program> = names
+            .iter()
+            .map(|n| Program {
+                name: n.to_string(),
+                wasm: &w,
+                aliases: vec![],
+            })
+            .collect();
+        assert!(
+            matches!(
+                merge(&ps, &MergeOptions::default()),
+                Err(MergeError::BadName(_))
+            ),
+            "{names:?}"
+        );
+    }
+}
