@@ -22,7 +22,7 @@ mod types;
 pub use error::{MergeError, Unsupported};
 pub use isolation::{check_isolation, IsolationReport, Resources};
 pub use limits::{fits, Footprint, LimitExceeded};
-pub use merge::ENTRIES_SECTION;
+pub use merge::{parallel_map, ENTRIES_SECTION};
 
 use serde::{Deserialize, Serialize};
 use std::ops::Range;

@@ -525,7 +525,7 @@ fn parse_all<'a>(programs: &[Program<'a>], jobs: usize) -> Result<Vec<Input<'a>>
 }
 
 /// Runs `f` over `items` on up to `jobs` threads; results keep the input order.
-pub(crate) fn parallel_map<T: Sync, R: Send>(
+pub fn parallel_map<T: Sync, R: Send>(
     items: &[T],
     jobs: usize,
     f: impl Fn(&T) -> R + Sync,

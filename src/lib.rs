@@ -1,0 +1,15 @@
+//! megabin: turn a container rootfs full of WASI programs into one merged WebAssembly module.
+//!
+//! The pipeline is split into stages, each in its own module:
+//!
+//! - [`rootfs`]: walk the rootfs, resolve symlinks inside it, classify every file and hash every
+//!   WASI command module, deduplicating identical programs;
+//! - [`build`]: check programs, plan shards, merge them, write the outputs atomically;
+//! - [`manifest`]: `manifest.json`, the container id;
+//! - [`config`]: `megabin.toml`.
+
+pub mod build;
+pub mod config;
+pub mod manifest;
+mod progress;
+pub mod rootfs;

@@ -1,0 +1,379 @@
+//! Rootfs scan: find every WASI command module in a container root filesystem.
+//!
+//! [`scan`] walks every file under the rootfs directory (never following symlinked directories,
+//! visiting entries in sorted order), resolves symlinks *inside* the rootfs as a `chroot` would,
+//! classifies each file by content and hashes (SHA-256) each WASI command module in parallel.
+//! Files with identical content (copies, hard links, symlinks) become a single [`Program`] that
+//! lists all of their in-rootfs paths. Executables that cannot become part of the megabinary are
+//! reported in [`Scan::skipped`] with a [`SkipReason`]; ordinary data files are ignored.
+//!
+//! The result is deterministic: it does not depend on directory read order, on the number of
+//! worker threads, on timestamps or (apart from [`Program::host_path`]) on where the rootfs lives
+//! on the host.
+//!
+//! [`entry_names`] derives a unique, identifier-safe entry name for each program.
+
+mod classify;
+mod hash;
+mod names;
+mod resolve;
+mod walk;
+
+#[cfg(all(test, unix))]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+pub use names::{entry_names, sanitize_name, RESERVED_NAMES};
+
+/// Maximum number of symlinks followed while resolving one path (as Linux' `MAXSYMLINKS`).
+pub const MAX_SYMLINK_HOPS: usize = 40;
+
+/// Options for [`scan`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanOptions {
+    /// Number of threads that read and hash files. `0` is treated as `1`. The result of the scan
+    /// is identical whatever this value is.
+    pub jobs: usize,
+}
+
+impl ScanOptions {
+    /// Options using `jobs` hashing threads.
+    pub fn with_jobs(jobs: usize) -> Self {
+        ScanOptions { jobs }
+    }
+}
+
+impl Default for ScanOptions {
+    /// One job per available CPU (1 if that cannot be determined).
+    fn default() -> Self {
+        ScanOptions {
+            jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+}
+
+/// The result of scanning a rootfs.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Scan {
+    /// Distinct WASI command modules, sorted by [`Program::digest`].
+    pub programs: Vec<Program>,
+    /// Executables and symlinks that will not be part of the megabinary, keyed by absolute
+    /// in-rootfs path (e.g. `"/bin/bash"`).
+    pub skipped: BTreeMap<String, SkipReason>,
+    /// Human-readable warnings (dangling symlinks, unreadable files, ...), sorted. They name
+    /// in-rootfs paths, never host paths.
+    pub warnings: Vec<String>,
+}
+
+/// One distinct WASI command module (a core wasm module exporting `_start`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Program {
+    /// SHA-256 of the module's bytes.
+    pub digest: [u8; 32],
+    /// Every in-rootfs path whose content is this module (copies, hard links and symlinks to
+    /// it): absolute, `/`-separated, sorted, without duplicates, never empty.
+    pub paths: Vec<String>,
+    /// The path that best names the program: the first of [`Program::paths`] that is a regular
+    /// file rather than a symlink (e.g. `/bin/busybox` rather than `/bin/[`), or the first path
+    /// if every path is a symlink. Always an element of `paths`.
+    pub primary_path: String,
+    /// A host file holding the module's bytes (inside the scanned rootfs directory).
+    pub host_path: PathBuf,
+    /// Size of the module in bytes.
+    pub size: u64,
+}
+
+impl Program {
+    /// The digest as 64 lowercase hexadecimal digits.
+    pub fn digest_hex(&self) -> String {
+        hex(&self.digest)
+    }
+}
+
+/// Lowercase hexadecimal encoding of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// Why a path in the rootfs is not part of the megabinary.
+///
+/// [`Display`](fmt::Display) (and serde serialization) give the manifest strings, e.g.
+/// `"not-recompiled-native"` or `"invalid-wasm: <message>"`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SkipReason {
+    /// An executable that is not WebAssembly (typically a native ELF binary).
+    NotRecompiledNative,
+    /// An executable script (starts with `#!`).
+    Script,
+    /// A WebAssembly component (component-model binary), not a core module.
+    WasmComponent,
+    /// A core wasm module that does not export `_start` (a reactor or library).
+    WasmReactor,
+    /// A file starting with the wasm magic that is not a valid (or supported) module.
+    InvalidWasm(String),
+    /// The file (or directory) could not be read.
+    Unreadable(String),
+    /// A symlink whose target does not exist inside the rootfs.
+    DanglingSymlink,
+    /// A symlink that needs more than [`MAX_SYMLINK_HOPS`] hops to resolve (usually a loop).
+    SymlinkLoop,
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SkipReason::NotRecompiledNative => f.write_str("not-recompiled-native"),
+            SkipReason::Script => f.write_str("script"),
+            SkipReason::WasmComponent => f.write_str("wasm-component"),
+            SkipReason::WasmReactor => f.write_str("wasm-reactor"),
+            SkipReason::InvalidWasm(msg) => write!(f, "invalid-wasm: {msg}"),
+            SkipReason::Unreadable(msg) => write!(f, "unreadable: {msg}"),
+            SkipReason::DanglingSymlink => f.write_str("dangling-symlink"),
+            SkipReason::SymlinkLoop => f.write_str("symlink-loop"),
+        }
+    }
+}
+
+impl serde::Serialize for SkipReason {
+    /// Serializes as the [`Display`](fmt::Display) string.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// A fatal scan error. Problems with individual files are not errors: they end up in
+/// [`Scan::skipped`] and [`Scan::warnings`].
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    /// The rootfs directory does not exist.
+    #[error("rootfs {} does not exist", .0.display())]
+    RootNotFound(PathBuf),
+    /// The rootfs path exists but is not a directory.
+    #[error("rootfs {} is not a directory", .0.display())]
+    RootNotADirectory(PathBuf),
+    /// The rootfs directory itself could not be read.
+    #[error("cannot read rootfs {}: {source}", .path.display())]
+    Io {
+        /// The host path that could not be read.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// A worker thread panicked (a bug); the scan result would be incomplete.
+    #[error("internal error: a rootfs scan worker thread panicked")]
+    WorkerPanicked,
+}
+
+/// Identity of a host file, so that hard links are read only once.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum FileKey {
+    #[cfg(unix)]
+    Inode(u64, u64),
+    #[cfg_attr(unix, allow(dead_code))]
+    Path(PathBuf),
+}
+
+impl FileKey {
+    fn of(meta: &std::fs::Metadata, host: &Path) -> FileKey {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let _ = host;
+            FileKey::Inode(meta.dev(), meta.ino())
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = meta;
+            FileKey::Path(host.to_path_buf())
+        }
+    }
+}
+
+/// Whether any execute permission bit is set.
+fn is_executable(meta: &std::fs::Metadata) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        meta.permissions().mode() & 0o111 != 0
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        false
+    }
+}
+
+/// One distinct host file to classify, with every rootfs path that leads to it.
+struct FileEntry {
+    job: hash::FileJob,
+    /// Paths that are the file itself (the file or a hard link to it).
+    direct: Vec<String>,
+    /// Symlink paths that resolve to the file.
+    aliases: Vec<String>,
+}
+
+/// Scans the rootfs directory `root`. See the [module documentation](self).
+///
+/// # Errors
+///
+/// Fails only if `root` is missing, not a directory, or cannot be listed (or on an internal
+/// error); unreadable files below it are reported in [`Scan::skipped`] instead.
+pub fn scan(root: &Path, opts: &ScanOptions) -> Result<Scan, ScanError> {
+    match std::fs::metadata(root) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => return Err(ScanError::RootNotADirectory(root.to_path_buf())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(ScanError::RootNotFound(root.to_path_buf()))
+        }
+        Err(source) => {
+            return Err(ScanError::Io {
+                path: root.to_path_buf(),
+                source,
+            })
+        }
+    }
+
+    let walked = walk::walk(root)?;
+    let mut skipped: BTreeMap<String, SkipReason> = walked.skipped.into_iter().collect();
+    let mut warnings = walked.warnings;
+
+    // Group every path by the host file it leads to.
+    let mut entries: Vec<FileEntry> = Vec::new();
+    let mut by_key: HashMap<FileKey, usize> = HashMap::new();
+    let mut entry_for = |key: FileKey, host: PathBuf, meta: &std::fs::Metadata| -> usize {
+        *by_key.entry(key).or_insert_with(|| {
+            entries.push(FileEntry {
+                job: hash::FileJob {
+                    host,
+                    executable: is_executable(meta),
+                },
+                direct: Vec::new(),
+                aliases: Vec::new(),
+            });
+            entries.len() - 1
+        })
+    };
+    let mut direct_of: Vec<(usize, String)> = Vec::new();
+    for file in walked.files {
+        let idx = entry_for(FileKey::of(&file.meta, &file.host), file.host, &file.meta);
+        direct_of.push((idx, file.path));
+    }
+    let mut alias_of: Vec<(usize, String)> = Vec::new();
+    for link in walked.symlinks {
+        match resolve::resolve(root, &link) {
+            Ok(target) if target.meta.is_file() => {
+                let idx = entry_for(
+                    FileKey::of(&target.meta, &target.host),
+                    target.host,
+                    &target.meta,
+                );
+                alias_of.push((idx, link));
+            }
+            // Symlinks to directories (walked anyway if inside the rootfs) and to special files.
+            Ok(_) => {}
+            Err(resolve::ResolveError::Dangling) => {
+                warnings.push(format!("{link}: dangling symlink"));
+                skipped.insert(link, SkipReason::DanglingSymlink);
+            }
+            Err(resolve::ResolveError::Loop) => {
+                warnings.push(format!(
+                    "{link}: symlink loop (more than {MAX_SYMLINK_HOPS} links followed)"
+                ));
+                skipped.insert(link, SkipReason::SymlinkLoop);
+            }
+            Err(resolve::ResolveError::Io(msg)) => {
+                warnings.push(format!("{link}: cannot resolve symlink: {msg}"));
+                skipped.insert(link, SkipReason::Unreadable(msg));
+            }
+        }
+    }
+    for (idx, path) in direct_of {
+        entries[idx].direct.push(path);
+    }
+    for (idx, path) in alias_of {
+        entries[idx].aliases.push(path);
+    }
+
+    let jobs: Vec<hash::FileJob> = entries.iter().map(|e| e.job.clone()).collect();
+    let outcomes = hash::process_all(&jobs, opts.jobs)?;
+
+    struct Group {
+        paths: BTreeSet<String>,
+        direct: BTreeSet<String>,
+        host: Option<(String, PathBuf)>,
+        size: u64,
+    }
+    let mut groups: BTreeMap<[u8; 32], Group> = BTreeMap::new();
+    for (entry, outcome) in entries.into_iter().zip(outcomes) {
+        match outcome {
+            hash::FileOutcome::Data => {}
+            hash::FileOutcome::Skipped(reason) => {
+                if let SkipReason::Unreadable(msg) = &reason {
+                    let first = entry.direct.iter().chain(&entry.aliases).min();
+                    if let Some(first) = first {
+                        warnings.push(format!("{first}: unreadable: {msg}"));
+                    }
+                }
+                for path in entry.direct.into_iter().chain(entry.aliases) {
+                    skipped.insert(path, reason.clone());
+                }
+            }
+            hash::FileOutcome::Program { digest, size } => {
+                let group = groups.entry(digest).or_insert_with(|| Group {
+                    paths: BTreeSet::new(),
+                    direct: BTreeSet::new(),
+                    host: None,
+                    size,
+                });
+                // The host file of the entry with the smallest path, so the choice is
+                // deterministic.
+                let first = entry.direct.iter().chain(&entry.aliases).min().cloned();
+                if let Some(first) = first {
+                    if group.host.as_ref().is_none_or(|(p, _)| first < *p) {
+                        group.host = Some((first, entry.job.host.clone()));
+                    }
+                }
+                group.direct.extend(entry.direct.iter().cloned());
+                group.paths.extend(entry.direct);
+                group.paths.extend(entry.aliases);
+            }
+        }
+    }
+
+    let programs = groups
+        .into_iter()
+        .filter_map(|(digest, group)| {
+            let (_, host_path) = group.host?;
+            let primary_path = group
+                .direct
+                .first()
+                .or_else(|| group.paths.first())?
+                .clone();
+            Some(Program {
+                digest,
+                paths: group.paths.into_iter().collect(),
+                primary_path,
+                host_path,
+                size: group.size,
+            })
+        })
+        .collect();
+
+    warnings.sort();
+    warnings.dedup();
+    Ok(Scan {
+        programs,
+        skipped,
+        warnings,
+    })
+}
