@@ -6,7 +6,7 @@
 //!   WASI command module, deduplicating identical programs;
 //! - [`build`]: check programs, plan shards, merge them, write the outputs atomically;
 //! - [`manifest`]: `manifest.json`, the container id;
-//! - [`config`]: `megabin.toml`.
+//! - [`config`]: the `megabin.toml` configuration.
 
 pub mod build;
 pub mod config;

@@ -48,10 +48,8 @@ pub struct Input<'a> {
 impl<'a> Input<'a> {
     /// Validates `bytes` and collects what the merge needs; refuses what megabin cannot merge.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, Unsupported> {
-        if bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[4..8] != [1, 0, 0, 0] {
-            if bytes[6..8] == [1, 0] {
-                return Err(Unsupported::Component);
-            }
+        if bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[6..8] == [1, 0] {
+            return Err(Unsupported::Component);
         }
         let invalid = |e: wasmparser::BinaryReaderError| Unsupported::Invalid(e.to_string());
         Validator::new_with_features(features())

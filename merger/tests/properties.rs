@@ -289,9 +289,10 @@ fn reason(r: Result<Merged, MergeError>) -> Unsupported {
 #[test]
 fn unsupported_inputs_get_typed_errors() {
     let start = r#"(func (export "_start"))"#;
-    let cases: Vec<(String, fn(&Unsupported) -> bool)> = vec![
+    type Check = fn(&Unsupported) -> bool;
+    let cases: Vec<(String, Check)> = vec![
         (
-            format!(r#"(module (memory 1) (func (export "_initialize")))"#),
+            r#"(module (memory 1) (func (export "_initialize")))"#.to_string(),
             |r| *r == Unsupported::NoStart,
         ),
         (
@@ -324,7 +325,7 @@ fn unsupported_inputs_get_typed_errors() {
             *r == Unsupported::MemoryCount(0)
         }),
         (
-            format!(r#"(module (memory 1) (func (export "_start") (param i32)))"#),
+            r#"(module (memory 1) (func (export "_start") (param i32)))"#.to_string(),
             |r| *r == Unsupported::BadStart,
         ),
     ];

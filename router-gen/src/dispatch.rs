@@ -104,7 +104,7 @@ impl Static {
         (at, data.len() as u32)
     }
     fn align(&mut self, to: usize) {
-        while self.bytes.len() % to != 0 {
+        while !self.bytes.len().is_multiple_of(to) {
             self.bytes.push(0);
         }
     }
