@@ -9,7 +9,8 @@
 //! - [`config`]: the `megabin.toml` configuration.
 
 pub mod build;
+pub mod commands;
 pub mod config;
-pub mod manifest;
+pub use runtime_check::manifest;
 mod progress;
 pub mod rootfs;

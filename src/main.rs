@@ -43,7 +43,65 @@ enum Command {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Verify a program against the manifest, then run it from the megabinary.
+    #[command(after_help = RUN_EXIT_CODES)]
+    Run {
+        /// Rootfs the program paths refer to.
+        #[arg(long, default_value = "/")]
+        rootfs: PathBuf,
+        /// Preopen a host directory, optionally under another guest path.
+        #[arg(long = "dir", value_name = "HOST[::GUEST]", value_parser = megabin::commands::run::parse_dir)]
+        dirs: Vec<(PathBuf, String)>,
+        /// Set an environment variable for the program (nothing else leaks in).
+        #[arg(long = "env", value_name = "K=V", value_parser = megabin::commands::run::parse_env)]
+        env: Vec<(String, String)>,
+        /// argv[0] for the program (default: the program path).
+        #[arg(long)]
+        argv0: Option<String>,
+        /// Cap on the program's memory, e.g. 512M.
+        #[arg(long, value_parser = megabin::commands::run::parse_size)]
+        max_memory: Option<usize>,
+        /// Wall-clock limit, e.g. 10s or 500ms.
+        #[arg(long, value_parser = megabin::commands::run::parse_duration)]
+        timeout: Option<std::time::Duration>,
+        /// Run an agent tool from the manifest instead of a PROGRAM.
+        #[arg(long)]
+        tool: Option<String>,
+        /// Build output directory (manifest.json and megabinaries).
+        out: PathBuf,
+        /// PROGRAM (a rootfs path or sha256:<hex>; omitted with --tool) and its arguments.
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "PROGRAM [ARGS]"
+        )]
+        command: Vec<String>,
+    },
+    /// Check a build against its rootfs: hashes, entries, isolation. Reports every problem.
+    Verify {
+        /// Build output directory.
+        out: PathBuf,
+        /// The rootfs the build was made from.
+        #[arg(long)]
+        rootfs: PathBuf,
+    },
+    /// Show the programs of a megabinary.
+    Inspect {
+        /// Build output directory or a megabinary file.
+        target: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
+
+const RUN_EXIT_CODES: &str = "Exit codes:
+  N    the program's own exit code (0 when it returns normally)
+  124  --timeout elapsed
+  125  --max-memory refused memory and the program failed
+  126  refused: the file's hash, the megabinary or the manifest does not match
+  127  not found: path not in the manifest, skipped (not recompiled), unknown digest or tool
+  134  the program trapped (the trap and backtrace are printed)";
 
 const BUILD_EXIT_CODES: &str = "Exit codes:
   0  success
@@ -90,11 +148,104 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("megabin: build failed: {e}");
-                    ExitCode::from(e.exit_code() as u8)
+                    exit(e.exit_code())
                 }
             }
         }
+        Command::Run {
+            rootfs,
+            dirs,
+            env,
+            argv0,
+            max_memory,
+            timeout,
+            tool,
+            out,
+            command,
+        } => {
+            let (program, args) = match (&tool, command.split_first()) {
+                (Some(_), _) => (None, command.clone()),
+                (None, Some((p, rest))) => (Some(p.clone()), rest.to_vec()),
+                (None, None) => (None, Vec::new()),
+            };
+            exit(megabin::commands::run::run(
+                &megabin::commands::run::RunArgs {
+                    out,
+                    rootfs,
+                    program,
+                    tool,
+                    args,
+                    argv0,
+                    env,
+                    dirs,
+                    max_memory,
+                    timeout,
+                },
+            ))
+        }
+        Command::Verify { out, rootfs } => {
+            let problems = megabin::commands::verify::verify_build(&out, &rootfs);
+            for p in &problems {
+                eprintln!("megabin: verify: {p}");
+            }
+            if problems.is_empty() {
+                println!(
+                    "megabin: verify: {} is consistent with {}",
+                    out.display(),
+                    rootfs.display()
+                );
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("megabin: verify: {} problem(s)", problems.len());
+                ExitCode::from(1)
+            }
+        }
+        Command::Inspect { target, json } => inspect(&target, json),
     }
+}
+
+fn inspect(target: &std::path::Path, json: bool) -> ExitCode {
+    use megabin::commands::inspect;
+    let (files, manifest) = if target.is_dir() {
+        match runtime_check::verify::load_manifest(target) {
+            Ok(m) => (
+                m.megabinaries
+                    .keys()
+                    .map(|f| target.join(f))
+                    .collect::<Vec<_>>(),
+                Some(m),
+            ),
+            Err(e) => {
+                eprintln!("megabin: inspect: {}", e.message);
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        (vec![target.to_path_buf()], None)
+    };
+    let mut all = Vec::new();
+    for f in files {
+        match inspect::inspect_file(&f, manifest.as_ref()) {
+            Ok(i) => all.push(i),
+            Err(e) => {
+                eprintln!("megabin: inspect: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&all).expect("serializes")
+        );
+    } else {
+        all.iter().for_each(inspect::print);
+    }
+    ExitCode::SUCCESS
+}
+
+fn exit(code: i32) -> ExitCode {
+    ExitCode::from(code.clamp(0, 255) as u8)
 }
 
 fn print_summary(opts: &BuildOptions, s: &build::Summary) {

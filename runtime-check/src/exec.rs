@@ -94,6 +94,7 @@ impl Runner {
             b.preopened_dir(host, guest, FsPerms::ReadWrite)?;
         }
         let mut store = Store::new(&self.engine, b.build_p1());
+        store.set_epoch_deadline(u64::MAX);
         let instance = self.linker.instantiate(&mut store, module)?;
         let mut result = Ok(());
         for export in exports {
@@ -128,6 +129,7 @@ impl Runner {
     /// exported memory, by export name (to observe lazy activation).
     pub fn memory_pages(&self, module: &Module) -> wasmtime::Result<Vec<(String, u64)>> {
         let mut store = Store::new(&self.engine, WasiCtxBuilder::new().build_p1());
+        store.set_epoch_deadline(u64::MAX);
         let instance = self.linker.instantiate(&mut store, module)?;
         let names: Vec<String> = module
             .exports()

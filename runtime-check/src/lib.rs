@@ -4,6 +4,9 @@
 pub mod cases;
 mod engine;
 mod exec;
+pub mod manifest;
+pub mod run;
+pub mod verify;
 
 pub use engine::{engine_config, new_engine};
 pub use exec::{Captured, Invocation, Runner, Status};

@@ -28,6 +28,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 pub use names::{entry_names, sanitize_name, RESERVED_NAMES};
+pub use resolve::{resolve, ResolveError, Target};
 
 /// Maximum number of symlinks followed while resolving one path (as Linux' `MAXSYMLINKS`).
 pub const MAX_SYMLINK_HOPS: usize = 40;

@@ -13,7 +13,7 @@ use super::MAX_SYMLINK_HOPS;
 
 /// The final, non-symlink file a path resolves to.
 #[derive(Debug)]
-pub(crate) struct Target {
+pub struct Target {
     /// Host path of the file (under the rootfs root, free of symlinks below the root).
     pub host: PathBuf,
     /// Its metadata (it is not a symlink).
@@ -22,7 +22,7 @@ pub(crate) struct Target {
 
 /// Why a path could not be resolved.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum ResolveError {
+pub enum ResolveError {
     /// Some component does not exist, or a non-directory is used as a directory.
     Dangling,
     /// More than [`MAX_SYMLINK_HOPS`] symlinks were followed.
@@ -33,7 +33,7 @@ pub(crate) enum ResolveError {
 
 /// Resolves the in-rootfs path `path` (e.g. `/usr/bin/ls`, which may itself be a symlink) to
 /// the file it designates inside `root`, following every symlink.
-pub(crate) fn resolve(root: &Path, path: &str) -> Result<Target, ResolveError> {
+pub fn resolve(root: &Path, path: &str) -> Result<Target, ResolveError> {
     // Components still to process, in reverse order (next one at the end).
     let mut pending: Vec<OsString> = Vec::new();
     push_components(&mut pending, Path::new(path));

@@ -455,28 +455,3 @@ fn skip_reason_strings() {
         "\"invalid-wasm: x\""
     );
 }
-
-#[test]
-#[ignore]
-fn smoke_env() {
-    let root = std::env::var("SMOKE_ROOT").unwrap();
-    let t = std::time::Instant::now();
-    let s = scan(Path::new(&root), &ScanOptions::default()).unwrap();
-    eprintln!(
-        "{:?} programs={} skipped={} warnings={}",
-        t.elapsed(),
-        s.programs.len(),
-        s.skipped.len(),
-        s.warnings.len()
-    );
-    let mut counts = BTreeMap::new();
-    for r in s.skipped.values() {
-        *counts
-            .entry(r.to_string().split(':').next().unwrap().to_string())
-            .or_insert(0) += 1;
-    }
-    eprintln!("{counts:?}");
-    for w in s.warnings.iter().take(5) {
-        eprintln!("{w}");
-    }
-}

@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
 /// The manifest format tag.
-pub const FORMAT: &str = merger::FORMAT;
+pub const FORMAT: &str = "megabin/1";
 
 /// The manifest of one build.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]

@@ -1,0 +1,123 @@
+//! `megabin inspect <OUT_DIR | container.wasm>`: what a megabinary holds.
+
+use runtime_check::manifest::{digest_string, Manifest};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Description of one megabinary.
+#[derive(Debug, Serialize)]
+pub struct Inspection {
+    pub file: String,
+    pub size: u64,
+    pub entries: Vec<EntryInfo>,
+    /// WASI functions imported.
+    pub imports: Vec<String>,
+    /// Functions reachable from more than one program (the bridge helpers).
+    pub shared_functions: usize,
+    pub functions: u32,
+    pub memories: u32,
+}
+
+/// One program of a megabinary.
+#[derive(Debug, Serialize)]
+pub struct EntryInfo {
+    pub name: String,
+    pub digest: String,
+    pub start_export: String,
+    pub memory: u32,
+    /// Rootfs paths (when a manifest is available).
+    pub paths: Vec<String>,
+    pub functions: u32,
+    pub code_bytes: u64,
+    pub data_bytes: u64,
+}
+
+/// Inspects a megabinary, with the paths from `manifest` when given.
+pub fn inspect_file(path: &Path, manifest: Option<&Manifest>) -> Result<Inspection, String> {
+    let wasm = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let map = merger::read_entries_section(&wasm).ok_or_else(|| {
+        format!(
+            "{}: not a megabinary (no megabin.entries section)",
+            path.display()
+        )
+    })?;
+    let mut paths: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    if let Some(m) = manifest {
+        for (p, b) in &m.binaries {
+            paths.entry(b.hash.clone()).or_default().push(p.clone());
+        }
+    }
+    let (mut imports, mut functions, mut memories) = (Vec::new(), 0u32, 0u32);
+    for payload in wasmparser::Parser::new(0).parse_all(&wasm) {
+        match payload.map_err(|e| format!("{}: {e}", path.display()))? {
+            wasmparser::Payload::ImportSection(r) => {
+                for i in r.into_imports().flatten() {
+                    imports.push(i.name.to_string());
+                    functions += 1;
+                }
+            }
+            wasmparser::Payload::FunctionSection(r) => functions += r.count(),
+            wasmparser::Payload::MemorySection(r) => memories += r.count(),
+            _ => {}
+        }
+    }
+    let shared = merger::check_isolation(&wasm)
+        .map(|r| r.shared.len())
+        .unwrap_or(0);
+    Ok(Inspection {
+        file: path.display().to_string(),
+        size: wasm.len() as u64,
+        entries: map
+            .entries
+            .iter()
+            .map(|e| {
+                let digest = digest_string(&e.digest);
+                EntryInfo {
+                    name: e.name.clone(),
+                    paths: paths.get(&digest).cloned().unwrap_or_default(),
+                    digest,
+                    start_export: e.start_export.clone(),
+                    memory: e.memory,
+                    functions: e.functions.end - e.functions.start,
+                    code_bytes: e.code_bytes,
+                    data_bytes: e.data_bytes,
+                }
+            })
+            .collect(),
+        imports,
+        shared_functions: shared,
+        functions,
+        memories,
+    })
+}
+
+/// Prints an inspection as a table.
+pub fn print(i: &Inspection) {
+    println!(
+        "{}: {} bytes, {} programs, {} memories, {} functions ({} shared), imports: {}",
+        i.file,
+        i.size,
+        i.entries.len(),
+        i.memories,
+        i.functions,
+        i.shared_functions,
+        i.imports.join(" ")
+    );
+    println!(
+        "{:<16} {:>4} {:>7} {:>9} {:>9}  {:<71} paths",
+        "entry", "mem", "funcs", "code", "data", "digest"
+    );
+    for e in &i.entries {
+        println!(
+            "{:<16} {:>4} {:>7} {:>9} {:>9}  {:<71} {}",
+            e.name,
+            e.memory,
+            e.functions,
+            e.code_bytes,
+            e.data_bytes,
+            e.digest,
+            e.paths.join(" ")
+        );
+    }
+}
