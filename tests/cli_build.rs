@@ -319,3 +319,55 @@ fn three_hundred_programs_build_into_shards_and_all_run() {
     }
     assert_eq!(modules.len(), 4, "programs ran from every shard");
 }
+
+#[test]
+fn programs_sharing_a_basename_are_reachable_by_digest_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("rootfs");
+    write_exec(&root.join("a/cat"), &wat_program("a\n", 0));
+    write_exec(&root.join("b/cat"), &wat_program("b\n", 0));
+    write_exec(&root.join("c/cat_2"), &wat_program("c\n", 0));
+    let out = tmp.path().join("out");
+    let o = build(&root, &out, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr)
+        .contains("argv[0] name `cat` belongs to 2 different programs"));
+    let m = manifest(&out);
+    let runner = Runner::new().unwrap();
+    let module = runner
+        .compile(&std::fs::read(out.join("container.wasm")).unwrap())
+        .unwrap();
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let inv = runtime_check::Invocation {
+            args: args.iter().map(|s| s.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        };
+        runner.run_captured(&module, "_start", &inv).unwrap()
+    };
+    let ambiguous = run(&["cat"], &[]);
+    assert!(
+        ambiguous.stdout.is_empty(),
+        "an ambiguous name runs nothing"
+    );
+    assert!(String::from_utf8_lossy(&ambiguous.stderr).contains("is called cat"));
+    for (path, text) in [("/a/cat", "a\n"), ("/b/cat", "b\n")] {
+        let r = run(&["cat"], &[("MEGABIN_ENTRY", &m.binaries[path].hash)]);
+        assert_eq!(String::from_utf8_lossy(&r.stdout), text);
+    }
+    assert_eq!(
+        String::from_utf8_lossy(&run(&["/c/cat_2"], &[]).stdout),
+        "c\n"
+    );
+    let v = megabin()
+        .arg("verify")
+        .arg(&out)
+        .arg("--rootfs")
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+}

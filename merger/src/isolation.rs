@@ -187,9 +187,13 @@ pub fn check_isolation(wasm: &[u8]) -> Result<IsolationReport, Vec<String>> {
             *count.entry(f).or_default() += 1;
         }
     }
+    // Shared code: reachable from several programs, or a megabin helper (`megabin::*`; entry
+    // names `megabin` and `wasi` are reserved, so no program function carries that prefix).
     let shared: BTreeSet<u32> = count
         .into_iter()
-        .filter(|&(f, n)| n > 1 && f >= imported)
+        .filter(|&(f, n)| {
+            f >= imported && (n > 1 || names.get(&f).is_some_and(|n| n.starts_with("megabin::")))
+        })
         .map(|(f, _)| f)
         .collect();
     let mut bridge_globals = BTreeSet::new();
@@ -221,8 +225,11 @@ pub fn check_isolation(wasm: &[u8]) -> Result<IsolationReport, Vec<String>> {
             let fname = names.get(&f).cloned().unwrap_or_else(|| format!("#{f}"));
             let calls_import: Vec<u32> =
                 r.funcs.iter().copied().filter(|&c| c < imported).collect();
+            // A trampoline is named `<entry>::wasi::<fn>` AND calls the import `<fn>`; a
+            // program function merely named like one is treated as program code.
             let trampoline_of = fname
                 .strip_prefix(&format!("{name}::wasi::"))
+                .filter(|f| calls_import.iter().any(|&c| import_names[c as usize] == *f))
                 .map(str::to_string);
             for c in &calls_import {
                 let ok = trampoline_of.as_deref() == Some(import_names[*c as usize].as_str())

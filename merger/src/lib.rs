@@ -22,7 +22,7 @@ mod types;
 pub use error::{MergeError, Unsupported};
 pub use isolation::{check_isolation, IsolationReport, Resources};
 pub use limits::{fits, Footprint, LimitExceeded};
-pub use merge::{parallel_map, ENTRIES_SECTION};
+pub use merge::{parallel_map, ENTRIES_SECTION, RESERVED_NAMES};
 
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
@@ -37,7 +37,8 @@ pub struct Program<'a> {
     pub name: String,
     /// The WASI preview1 command module.
     pub wasm: &'a [u8],
-    /// argv[0] basenames that select this program in the dispatcher (default: the name).
+    /// argv[0] basenames that select this program in the dispatcher (may be empty: then only
+    /// its digest selects it). Must be unique across programs.
     pub aliases: Vec<String>,
 }
 

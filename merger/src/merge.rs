@@ -65,14 +65,10 @@ pub(crate) fn merge(programs: &[Program<'_>], jobs: usize) -> Result<Merged, Mer
         .map(|(p, d)| RouteEntry {
             name: p.name.clone(),
             digest: *d,
-            aliases: if p.aliases.is_empty() {
-                vec![p.name.clone()]
-            } else {
-                p.aliases.clone()
-            },
+            aliases: p.aliases.clone(),
         })
         .collect();
-    let router = Router::new(&routes).map_err(|e| MergeError::BadName(e.to_string()))?;
+    let router = Router::new(&routes).map_err(|e| MergeError::Route(e.to_string()))?;
 
     // --- imports: every WASI function used by a program or the dispatcher, sorted by name.
     let mut used: Vec<&'static str> = vec![
@@ -493,6 +489,9 @@ impl NameMapBuilder {
     }
 }
 
+/// Entry names that would be ambiguous in export or function names.
+pub const RESERVED_NAMES: &[&str] = &["memory", "megabin_dispatch", "megabin", "wasi"];
+
 fn check_names(programs: &[Program<'_>]) -> Result<(), MergeError> {
     let mut seen = std::collections::HashSet::new();
     for p in programs {
@@ -500,8 +499,7 @@ fn check_names(programs: &[Program<'_>]) -> Result<(), MergeError> {
             && p.name
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_')
-            && p.name != "memory"
-            && p.name != "megabin_dispatch"
+            && !RESERVED_NAMES.contains(&p.name.as_str())
             && seen.insert(p.name.as_str());
         if !ok {
             return Err(MergeError::BadName(p.name.clone()));

@@ -404,3 +404,57 @@ fn bad_names_are_refused() {
         );
     }
 }
+
+#[test]
+fn a_single_program_megabinary_passes_the_isolation_check() {
+    let fixtures = fixture_programs();
+    let (name, wasm) = &fixtures[0];
+    let merged = merge(
+        &[Program {
+            name: name.replace('-', "_"),
+            wasm,
+            aliases: vec![],
+        }],
+        &MergeOptions::default(),
+    )
+    .unwrap();
+    let report = check_isolation(&merged.wasm).unwrap_or_else(|p| panic!("{}", p.join("\n")));
+    assert_eq!(report.entries.len(), 1);
+    assert!(
+        !report.shared.is_empty(),
+        "the bridge helpers are recognised as shared"
+    );
+}
+
+#[test]
+fn reserved_and_duplicate_routes_get_typed_errors() {
+    let w = wat::parse_str(r#"(module (memory 1) (func (export "_start")))"#).unwrap();
+    let w2 = wat::parse_str(r#"(module (memory 1) (func (export "_start") nop))"#).unwrap();
+    for n in ["megabin", "wasi"] {
+        let r = merge(
+            &[Program {
+                name: n.into(),
+                wasm: &w,
+                aliases: vec![],
+            }],
+            &MergeOptions::default(),
+        );
+        assert!(matches!(r, Err(MergeError::BadName(_))), "{n}");
+    }
+    let ps = [
+        Program {
+            name: "a".into(),
+            wasm: &w,
+            aliases: vec!["x".into()],
+        },
+        Program {
+            name: "b".into(),
+            wasm: &w2,
+            aliases: vec!["x".into()],
+        },
+    ];
+    assert!(matches!(
+        merge(&ps, &MergeOptions::default()),
+        Err(MergeError::Route(_))
+    ));
+}

@@ -134,7 +134,7 @@ pub fn trampoline(
         let i32_param = |k: usize| k as u32;
         let b = match *p {
             Param::I32 | Param::I64 | Param::Len => continue,
-            Param::InBytes { len } => {
+            Param::InBytes { len } | Param::InOutBytes { len } => {
                 let b = g.alloc_local(&mut s, &mut locals, |s| {
                     s.local_get(i32_param(len)).i64_extend_i32_u();
                 });
@@ -199,6 +199,9 @@ pub fn trampoline(
             Param::Out { size } => g.copy_out(&mut s, i as u32, b, |s| {
                 s.i32_const(size as i32);
             }),
+            Param::InOutBytes { len } => g.copy_out(&mut s, i as u32, b, |s| {
+                s.local_get(len as u32);
+            }),
             Param::OutBytes { len, used } => {
                 let len = len as u32;
                 g.copy_out(&mut s, i as u32, b, |s| match used {
@@ -220,11 +223,20 @@ pub fn trampoline(
                     }
                 });
             }
-            Param::OutArray { elem, used, .. } => g.copy_out(&mut s, i as u32, b, |s| {
-                s.local_get(bridged[used].expect("used is an out param"))
-                    .i32_load(g.bridge_arg(0))
-                    .i32_const(elem as i32)
-                    .i32_mul();
+            Param::OutArray { elem, count, used } => g.copy_out(&mut s, i as u32, b, |s| {
+                // min(used, count) records: never more than the caller's array holds
+                min_u(
+                    s,
+                    tmp,
+                    |s| {
+                        s.local_get(bridged[used].expect("used is an out param"))
+                            .i32_load(g.bridge_arg(0));
+                    },
+                    |s| {
+                        s.local_get(count as u32);
+                    },
+                );
+                s.i32_const(elem as i32).i32_mul();
             }),
             Param::OutIovs { count, used } => g.iovs_out(
                 &mut s,

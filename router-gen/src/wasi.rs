@@ -29,6 +29,9 @@ pub enum Param {
     InBytes { len: usize },
     /// Pointer to a buffer the host writes; the capacity is the parameter at index `len`.
     OutBytes { len: usize, used: Used },
+    /// Pointer to a buffer the host may write only partly: copied in before the call and
+    /// wholly back on success, so bytes the host leaves alone keep their value.
+    InOutBytes { len: usize },
     /// Pointer to a fixed-size value the host writes on success (out-scalars and structs).
     /// It is copied in first so that bytes the host leaves alone (padding) keep their value.
     Out { size: u32 },
@@ -109,7 +112,7 @@ wasi! {
     fd_filestat_set_size(I32, I64);
     fd_filestat_set_times(I32, I64, I64, I32);
     fd_pread(I32, OutIovs { count: 2, used: 4 }, Len, I64, Out { size: 4 });
-    fd_prestat_dir_name(I32, OutBytes { len: 2, used: Used::All }, Len);
+    fd_prestat_dir_name(I32, InOutBytes { len: 2 }, Len);
     fd_prestat_get(I32, Out { size: 8 });
     fd_pwrite(I32, InIovs { count: 2 }, Len, I64, Out { size: 4 });
     fd_read(I32, OutIovs { count: 2, used: 3 }, Len, Out { size: 4 });
@@ -168,7 +171,7 @@ mod tests {
         for f in WASI_FUNCS {
             for p in f.params {
                 let refs: &[usize] = match *p {
-                    InBytes { len } | OutBytes { len, .. } => &[len],
+                    InBytes { len } | OutBytes { len, .. } | InOutBytes { len } => &[len],
                     InIovs { count } | InArray { count, .. } => &[count],
                     OutIovs { count, used } | OutArray { count, used, .. } => &[count, used],
                     _ => &[],

@@ -6,7 +6,14 @@ use super::Program;
 
 /// Names (and export names) an entry name must never take, because the merged module uses them
 /// for itself.
-pub const RESERVED_NAMES: &[&str] = &["memory", "megabin_dispatch", "_start", "_initialize"];
+pub const RESERVED_NAMES: &[&str] = &[
+    "memory",
+    "megabin_dispatch",
+    "megabin",
+    "wasi",
+    "_start",
+    "_initialize",
+];
 
 /// Suffix the merged module appends to an entry name for the program's start function.
 const START_SUFFIX: &str = "_start";
