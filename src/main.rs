@@ -36,6 +36,9 @@ enum Command {
         /// Split into several megabinaries above this estimated size in MiB.
         #[arg(long, value_name = "MIB", default_value_t = build::DEFAULT_MAX_SHARD_BYTES >> 20)]
         max_shard_size: u64,
+        /// Also write AOT-compiled artifacts (container.cwasm) for `megabin run`.
+        #[arg(long)]
+        aot: bool,
         /// Print the summary as JSON.
         #[arg(long)]
         json: bool,
@@ -67,6 +70,9 @@ enum Command {
         /// Run an agent tool from the manifest instead of a PROGRAM.
         #[arg(long)]
         tool: Option<String>,
+        /// Refuse to run unless a verified AOT artifact for this engine is present.
+        #[arg(long)]
+        require_aot: bool,
         /// Build output directory (manifest.json and megabinaries).
         out: PathBuf,
         /// PROGRAM (a rootfs path or sha256:<hex>; omitted with --tool) and its arguments.
@@ -121,6 +127,7 @@ fn main() -> ExitCode {
             config,
             jobs,
             max_shard_size,
+            aot,
             json,
             quiet,
         } => {
@@ -133,6 +140,7 @@ fn main() -> ExitCode {
                 jobs,
                 max_shard_bytes: max_shard_size.saturating_mul(1 << 20),
                 progress: !quiet && !json && std::io::stderr().is_terminal(),
+                aot,
             };
             match build::build(&opts) {
                 Ok(summary) => {
@@ -160,6 +168,7 @@ fn main() -> ExitCode {
             max_memory,
             timeout,
             tool,
+            require_aot,
             out,
             command,
         } => {
@@ -180,6 +189,7 @@ fn main() -> ExitCode {
                     dirs,
                     max_memory,
                     timeout,
+                    require_aot,
                 },
             ))
         }

@@ -1,6 +1,7 @@
 //! megabin's verifier and runner on stock Wasmtime with the stock `wasmtime-wasi` preview1
 //! host: no custom WASI glue, the megabinary's own bridge does the memory routing.
 
+pub mod aot;
 pub mod cases;
 mod engine;
 mod exec;

@@ -15,7 +15,8 @@ pub const FORMAT: &str = "megabin/1";
 pub struct Manifest {
     /// Always [`FORMAT`].
     pub format: String,
-    /// sha256 over the megabinaries' digests and the binaries map (see [`container_id`]).
+    /// sha256 over the megabinaries' digests, the binaries map, the agent tools and the AOT
+    /// artifacts (see [`container_id`]).
     pub container_id: String,
     /// The first megabinary's file name.
     pub megabinary: String,
@@ -27,6 +28,20 @@ pub struct Manifest {
     pub agent_tools: BTreeMap<String, String>,
     /// Absolute rootfs path → why it is not in the megabinary.
     pub skipped: BTreeMap<String, String>,
+    /// Ahead-of-time compiled artifacts, when built with `--aot`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aot: Option<Aot>,
+}
+
+/// Precompiled (native) artifacts of the megabinaries.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Aot {
+    /// The engine the artifacts were compiled for (Wasmtime version and configuration); a
+    /// runner with another engine id must not load them.
+    pub engine: String,
+    /// Artifact file name (`container.cwasm`) → its `sha256:` digest.
+    pub artifacts: BTreeMap<String, String>,
 }
 
 /// One path that maps to a program.
@@ -67,21 +82,31 @@ pub fn sha256_string(bytes: &[u8]) -> String {
     digest_string(&Sha256::digest(bytes).into())
 }
 
-/// The container id: sha256 of the canonical (compact, key-sorted) JSON of
-/// `[format, megabinaries, binaries]`, so a change to any megabinary or any path, hash or
-/// entry point changes it.
+/// The container id: sha256 of the compact JSON array
+/// `[format, megabinaries, binaries, agent_tools, aot]` (maps with sorted keys, struct fields
+/// in declaration order, `aot` null when absent), so a change to any megabinary, artifact,
+/// path, hash, entry point or agent tool changes it.
 pub fn container_id(
     megabinaries: &BTreeMap<String, String>,
     binaries: &BTreeMap<String, Binary>,
+    agent_tools: &BTreeMap<String, String>,
+    aot: Option<&Aot>,
 ) -> String {
-    let canonical = serde_json::to_vec(&(FORMAT, megabinaries, binaries)).expect("maps serialize");
+    let canonical = serde_json::to_vec(&(FORMAT, megabinaries, binaries, agent_tools, aot))
+        .expect("maps serialize");
     sha256_string(&canonical)
 }
 
 impl Manifest {
     /// Whether `container_id` matches the contents.
     pub fn id_is_consistent(&self) -> bool {
-        self.container_id == container_id(&self.megabinaries, &self.binaries)
+        self.container_id
+            == container_id(
+                &self.megabinaries,
+                &self.binaries,
+                &self.agent_tools,
+                self.aot.as_ref(),
+            )
     }
 
     /// Pretty JSON with a trailing newline (the on-disk form).
@@ -97,7 +122,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn container_id_covers_megabinaries_and_binaries() {
+    fn container_id_covers_every_trusted_field() {
         let mut m = BTreeMap::new();
         m.insert("container.wasm".to_string(), sha256_string(b"a"));
         let mut b = BTreeMap::new();
@@ -110,13 +135,22 @@ mod tests {
                 size: 1,
             },
         );
-        let id = container_id(&m, &b);
+        let tools = BTreeMap::new();
+        let id = container_id(&m, &b, &tools, None);
         let mut m2 = m.clone();
         m2.insert("container.wasm".into(), sha256_string(b"b"));
-        assert_ne!(id, container_id(&m2, &b));
+        assert_ne!(id, container_id(&m2, &b, &tools, None));
         let mut b2 = b.clone();
         b2.get_mut("/bin/x").unwrap().entry_point = "y_start".into();
-        assert_ne!(id, container_id(&m, &b2));
+        assert_ne!(id, container_id(&m, &b2, &tools, None));
+        let mut t2 = tools.clone();
+        t2.insert("tool".into(), sha256_string(b"x"));
+        assert_ne!(id, container_id(&m, &b, &t2, None));
+        let aot = Aot {
+            engine: "e".into(),
+            artifacts: [("container.cwasm".to_string(), sha256_string(b"n"))].into(),
+        };
+        assert_ne!(id, container_id(&m, &b, &tools, Some(&aot)));
         assert_eq!(
             parse_digest(&sha256_string(b"x")).map(|d| digest_string(&d)),
             Some(sha256_string(b"x"))

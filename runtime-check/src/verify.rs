@@ -54,8 +54,8 @@ pub struct Verified {
     pub entry_point: String,
     /// The megabinary file that holds it.
     pub megabinary: String,
-    /// The megabinary bytes, whose hash matched the manifest.
-    pub wasm: Vec<u8>,
+    /// The verified manifest.
+    pub manifest: Manifest,
 }
 
 /// Loads `<out>/manifest.json` and checks that its `container_id` matches its contents.
@@ -121,7 +121,8 @@ fn by_digest<'a>(manifest: &'a Manifest, digest: &str) -> Option<&'a Binary> {
     manifest.binaries.values().find(|b| b.hash == digest)
 }
 
-/// Verifies `request` against the manifest in `out` and loads the megabinary that holds it.
+/// Verifies `request` against the manifest in `out`. The code that runs it is verified when it
+/// is loaded ([`crate::aot::load_module`]).
 pub fn verify(out: &Path, request: &Request) -> Result<Verified, Refusal> {
     let manifest = load_manifest(out)?;
     let binary = match request {
@@ -170,11 +171,10 @@ pub fn verify(out: &Path, request: &Request) -> Result<Verified, Refusal> {
     };
     let digest = parse_digest(&binary.hash)
         .ok_or_else(|| refused(format!("malformed digest {} in the manifest", binary.hash)))?;
-    let wasm = load_megabinary(out, &manifest, &binary.megabinary)?;
     Ok(Verified {
         digest,
         entry_point: binary.entry_point.clone(),
         megabinary: binary.megabinary.clone(),
-        wasm,
+        manifest: manifest.clone(),
     })
 }

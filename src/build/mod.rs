@@ -9,7 +9,7 @@ mod write;
 pub use plan::{plan, shard_file, DEFAULT_MAX_SHARD_BYTES};
 
 use crate::config::{Config, ConfigError};
-use crate::manifest::{container_id, digest_string, sha256_string, Binary, Manifest, FORMAT};
+use crate::manifest::{container_id, digest_string, sha256_string, Aot, Binary, Manifest, FORMAT};
 use crate::rootfs::{self, ScanError, ScanOptions};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -36,6 +36,8 @@ pub struct BuildOptions {
     pub max_shard_bytes: u64,
     /// Report progress on stderr (a TTY).
     pub progress: bool,
+    /// Also write precompiled artifacts (`container.cwasm`, …) for the runner's engine.
+    pub aot: bool,
 }
 
 /// Why a build failed. [`BuildError::exit_code`] gives the documented exit code.
@@ -63,6 +65,9 @@ pub enum BuildError {
     /// Reading a program failed after the scan.
     #[error("cannot read {path}: {reason}")]
     Read { path: String, reason: String },
+    /// Precompiling a megabinary failed.
+    #[error("precompiling (--aot): {0}")]
+    Aot(String),
     /// The merger failed (a bug, since programs are checked first).
     #[error("merging {shard}: {source}")]
     Merge {
@@ -76,7 +81,7 @@ impl BuildError {
     /// The process exit code for this error (documented in `megabin build --help`).
     pub fn exit_code(&self) -> i32 {
         match self {
-            BuildError::Read { .. } | BuildError::Merge { .. } => 1,
+            BuildError::Read { .. } | BuildError::Merge { .. } | BuildError::Aot(_) => 1,
             BuildError::Rootfs(_) => 3,
             BuildError::Config(_) | BuildError::AgentTool { .. } => 4,
             BuildError::Output { .. } => 5,
@@ -104,6 +109,8 @@ pub struct Summary {
     pub input_bytes: u64,
     /// Σ size of megabinaries.
     pub output_bytes: u64,
+    /// Σ size of AOT artifacts (0 without `--aot`).
+    pub aot_bytes: u64,
     /// Wall time in seconds.
     pub seconds: f64,
 }
@@ -248,14 +255,34 @@ pub fn build(opts: &BuildOptions) -> Result<Summary, BuildError> {
         .iter()
         .map(|(f, w)| (f.clone(), sha256_string(w)))
         .collect();
+    let mut artifacts: Vec<(String, Vec<u8>)> = Vec::new();
+    let aot = if opts.aot {
+        let engine = runtime_check::new_engine().map_err(|e| BuildError::Aot(e.to_string()))?;
+        for (file, wasm) in &outputs {
+            progress.stage(&format!("precompiling {file}"));
+            let native = runtime_check::aot::precompile(&engine, wasm)
+                .map_err(|e| BuildError::Aot(format!("{file}: {e}")))?;
+            artifacts.push((runtime_check::aot::artifact_name(file), native));
+        }
+        Some(Aot {
+            engine: runtime_check::aot::engine_id(&engine),
+            artifacts: artifacts
+                .iter()
+                .map(|(f, b)| (f.clone(), sha256_string(b)))
+                .collect(),
+        })
+    } else {
+        None
+    };
     let manifest = Manifest {
         format: FORMAT.to_string(),
-        container_id: container_id(&megabinaries, &binaries),
+        container_id: container_id(&megabinaries, &binaries, &agent_tools, aot.as_ref()),
         megabinary: shard_file(0),
         megabinaries,
         binaries,
         agent_tools,
         skipped,
+        aot,
     };
 
     progress.stage("writing outputs");
@@ -264,15 +291,20 @@ pub fn build(opts: &BuildOptions) -> Result<Summary, BuildError> {
         reason: e.to_string(),
     };
     let mut staged = write::Staged::new(&opts.out).map_err(out_err)?;
-    for (file, wasm) in &outputs {
-        staged.add(file, wasm).map_err(out_err)?;
+    for (file, bytes) in outputs.iter().chain(&artifacts) {
+        staged.add(file, bytes).map_err(out_err)?;
     }
     staged
         .add(MANIFEST_FILE, &manifest.to_json())
         .map_err(out_err)?;
     staged.commit().map_err(out_err)?;
     let files: Vec<String> = outputs.iter().map(|(f, _)| f.clone()).collect();
-    write::remove_stale_shards(&opts.out, &files);
+    let written: Vec<String> = outputs
+        .iter()
+        .chain(&artifacts)
+        .map(|(f, _)| f.clone())
+        .collect();
+    write::remove_stale_outputs(&opts.out, &written);
     progress.finish();
 
     let mut by_reason = BTreeMap::new();
@@ -289,6 +321,7 @@ pub fn build(opts: &BuildOptions) -> Result<Summary, BuildError> {
         warnings,
         input_bytes: ready.iter().map(|r| r.bytes.len() as u64).sum(),
         output_bytes: outputs.iter().map(|(_, w)| w.len() as u64).sum(),
+        aot_bytes: artifacts.iter().map(|(_, b)| b.len() as u64).sum(),
         seconds: started.elapsed().as_secs_f64(),
     })
 }

@@ -59,19 +59,24 @@ impl Drop for Staged {
     }
 }
 
-/// Removes `container-N.wasm` files of an earlier, larger build that the new manifest does not
-/// list (after the new manifest is in place).
-pub fn remove_stale_shards(dir: &Path, keep: &[String]) {
+/// Removes megabinaries and artifacts (`container.cwasm`, `container-N.wasm`,
+/// `container-N.cwasm`) of an earlier build that the new manifest does not list (called after
+/// the new manifest is in place).
+pub fn remove_stale_outputs(dir: &Path, keep: &[String]) {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return;
     };
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let is_shard = name
-            .strip_prefix("container-")
-            .and_then(|r| r.strip_suffix(".wasm"))
-            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
-        if is_shard && !keep.contains(&name) {
+        let stem = name
+            .strip_suffix(".wasm")
+            .or_else(|| name.strip_suffix(".cwasm"));
+        let ours = stem.is_some_and(|s| {
+            s == "container"
+                || s.strip_prefix("container-")
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        });
+        if ours && !keep.contains(&name) {
             let _ = std::fs::remove_file(e.path());
         }
     }

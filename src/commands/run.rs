@@ -1,7 +1,8 @@
 //! `megabin run`: verify, then run one program of a megabinary on stock Wasmtime.
 
 use crate::rootfs;
-use runtime_check::run::{run_program, RunConfig};
+use runtime_check::aot::{load_module, Loaded};
+use runtime_check::run::{run_module, RunConfig};
 use runtime_check::verify::{verify, Refusal, Request, EXIT_NOT_FOUND};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -20,6 +21,8 @@ pub struct RunArgs {
     pub dirs: Vec<(PathBuf, String)>,
     pub max_memory: Option<usize>,
     pub timeout: Option<Duration>,
+    /// Refuse to compile: run only from a verified AOT artifact.
+    pub require_aot: bool,
 }
 
 /// Runs the command; returns the process exit code. Messages go to stderr, prefixed `megabin:`.
@@ -71,8 +74,28 @@ pub fn run(a: &RunArgs) -> i32 {
             return 1;
         }
     };
+    let module = match load_module(
+        &engine,
+        &a.out,
+        &verified.manifest,
+        &verified.megabinary,
+        a.require_aot,
+    ) {
+        Ok((module, Loaded::Artifact)) | Ok((module, Loaded::Compiled(None))) => module,
+        Ok((module, Loaded::Compiled(Some(why)))) => {
+            eprintln!(
+                "megabin: note: not using the AOT artifact ({why}); compiled {} instead",
+                verified.megabinary
+            );
+            module
+        }
+        Err(Refusal { exit_code, message }) => {
+            eprintln!("megabin: refused: {message}");
+            return exit_code;
+        }
+    };
     let program = verified.entry_point.trim_end_matches("_start").to_string();
-    match run_program(&engine, &verified.wasm, &program, &verified.digest, &config) {
+    match run_module(&engine, &module, &program, &verified.digest, &config) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("megabin: {e}");

@@ -61,6 +61,21 @@ pub fn verify_build(out: &Path, root: &Path) -> Vec<String> {
             },
         }
     }
+    if let Some(aot) = &manifest.aot {
+        for (file, expected) in &aot.artifacts {
+            match std::fs::read(out.join(file)) {
+                Err(e) => problems.push(format!("{file}: cannot be read: {e}")),
+                Ok(bytes) => {
+                    let actual = runtime_check::manifest::sha256_string(&bytes);
+                    if &actual != expected {
+                        problems.push(format!(
+                            "{file} does not match the manifest: expected {expected}, found {actual}"
+                        ));
+                    }
+                }
+            }
+        }
+    }
     for (tool, d) in &manifest.agent_tools {
         if !manifest.binaries.values().any(|b| &b.hash == d) {
             problems.push(format!(
