@@ -149,7 +149,11 @@ pub fn check_isolation(wasm: &[u8]) -> Result<IsolationReport, Vec<String>> {
     // Entries: `<name>_start` with a `<name>.memory` beside it.
     let mut entries = BTreeMap::new();
     for (export, &func) in &func_exports {
-        if let Some(name) = export.strip_suffix("_start").filter(|n| !n.is_empty()) {
+        // Entry names are `[A-Za-z0-9_]+`; other `…_start` exports (e.g. the test-only
+        // `<name>.<export>` function exports) are not entry points.
+        let entry_name =
+            |n: &&str| !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if let Some(name) = export.strip_suffix("_start").filter(entry_name) {
             match mem_exports.get(&format!("{name}.memory")) {
                 Some(&mem) => {
                     entries.insert(name.to_string(), (func, mem));
@@ -232,8 +236,12 @@ pub fn check_isolation(wasm: &[u8]) -> Result<IsolationReport, Vec<String>> {
                 .filter(|f| calls_import.iter().any(|&c| import_names[c as usize] == *f))
                 .map(str::to_string);
             for c in &calls_import {
-                let ok = trampoline_of.as_deref() == Some(import_names[*c as usize].as_str())
-                    || trampoline_of.is_some() && import_names[*c as usize].ends_with("_sizes_get");
+                // A trampoline calls its own import and, for a few, its companion import.
+                let callee = import_names[*c as usize].as_str();
+                let ok = trampoline_of.as_deref().is_some_and(|t| {
+                    t == callee
+                        || router_gen::wasi::lookup(t).and_then(|f| f.sizes_from) == Some(callee)
+                });
                 if !ok {
                     problems.push(format!(
                         "{name}: function {f} ({fname}) calls WASI import `{}` directly, not through its trampoline",

@@ -10,6 +10,7 @@
 //! by a shared allocator function that grows the bridge memory on demand (no fixed I/O cap).
 
 use crate::code::LocalAlloc;
+use crate::dispatch::HIDDEN_ENV_PREFIX;
 use crate::wasi::{Param, Used, WasiFunc};
 use wasm_encoder::{BlockType, Function, InstructionSink, MemArg, ValType};
 
@@ -103,8 +104,9 @@ pub fn alloc_function(env: &BridgeEnv) -> Function {
 
 /// Generates the trampoline of `func` for a program whose memory is `entry_memory`.
 ///
-/// `import` is the function index of the real WASI import; `sizes_import` is the index of the
-/// matching `*_sizes_get` import, required for `args_get` / `environ_get`.
+/// `import` is the function index of the real WASI import; `sizes_import` is the index of its
+/// [`WasiFunc::sizes_from`] companion, required for `args_get`, `environ_get` (the matching
+/// `*_sizes_get`) and `environ_sizes_get` (`environ_get`, to leave `MEGABIN_ENTRY` out).
 pub fn trampoline(
     func: &WasiFunc,
     entry_memory: u32,
@@ -123,8 +125,17 @@ pub fn trampoline(
     s.i32_const(env.scratch_base as i32)
         .global_set(env.cursor_global);
 
-    if let Some(sizes) = sizes_import {
-        g.pointer_array_call(&mut s, &mut locals, import, sizes);
+    if let Some(companion) = sizes_import {
+        match func.name {
+            "environ_sizes_get" => g.environ_sizes(&mut s, &mut locals, import, companion),
+            name => g.pointer_array_call(
+                &mut s,
+                &mut locals,
+                import,
+                companion,
+                name == "environ_get",
+            ),
+        }
         return locals.finish(body);
     }
 
@@ -447,16 +458,15 @@ impl Gen<'_> {
         s.end().end();
     }
 
-    /// `args_get` / `environ_get`: learn the sizes, let the host fill bridge buffers, copy the
-    /// strings to the entry's buffer and rebase every pointer into it.
-    fn pointer_array_call(
+    /// Calls `sizes` then `get` with bridge buffers; on a host error returns it from the
+    /// trampoline. Returns the locals `(count, bytes, bridge_ptrs, bridge_buf)`.
+    fn fetch_strings(
         &self,
         s: &mut InstructionSink,
         locals: &mut LocalAlloc,
-        import: u32,
         sizes: u32,
-    ) {
-        let (ptrs, buf) = (0u32, 1u32);
+        get: u32,
+    ) -> (u32, u32, u32, u32) {
         let sz = self.alloc_local(s, locals, |s| {
             s.i64_const(8);
         });
@@ -486,17 +496,168 @@ impl Gen<'_> {
         });
         s.local_get(barr)
             .local_get(bbuf)
-            .call(import)
+            .call(get)
             .local_tee(ret)
             .if_(BlockType::Empty)
             .local_get(ret)
             .return_()
             .end();
+        (count, bytes, barr, bbuf)
+    }
+
+    /// Sets `hidden` to whether the bridge string at `str_` is a `MEGABIN_ENTRY=` variable.
+    fn is_hidden(&self, s: &mut InstructionSink, locals: &mut LocalAlloc, str_: u32, hidden: u32) {
+        let (addr, len) = HIDDEN_ENV_PREFIX;
+        let i = locals.add(ValType::I32);
+        s.i32_const(1).local_set(hidden).i32_const(0).local_set(i);
+        s.block(BlockType::Empty).loop_(BlockType::Empty);
+        s.local_get(i).i32_const(len as i32).i32_ge_u().br_if(1);
+        s.local_get(str_)
+            .local_get(i)
+            .i32_add()
+            .i32_load8_u(self.bridge_byte())
+            .local_get(i)
+            .i32_load8_u(MemArg {
+                offset: addr as u64,
+                ..self.bridge_byte()
+            })
+            .i32_ne()
+            .if_(BlockType::Empty)
+            .i32_const(0)
+            .local_set(hidden)
+            .br(2)
+            .end();
+        s.local_get(i).i32_const(1).i32_add().local_set(i).br(0);
+        s.end().end();
+    }
+
+    /// Sets `len` to the length of the bridge string at `str_` including its NUL.
+    fn strlen(&self, s: &mut InstructionSink, str_: u32, len: u32) {
+        s.i32_const(0).local_set(len);
+        s.block(BlockType::Empty).loop_(BlockType::Empty);
+        s.local_get(str_)
+            .local_get(len)
+            .i32_add()
+            .i32_load8_u(self.bridge_byte())
+            .local_get(len)
+            .i32_const(1)
+            .i32_add()
+            .local_set(len)
+            .i32_eqz()
+            .br_if(1)
+            .br(0);
+        s.end().end();
+    }
+
+    fn bridge_byte(&self) -> MemArg {
+        MemArg {
+            offset: 0,
+            align: 0,
+            memory_index: self.env.memory,
+        }
+    }
+
+    /// `environ_sizes_get` with the dispatcher's `MEGABIN_ENTRY` variable left out.
+    fn environ_sizes(
+        &self,
+        s: &mut InstructionSink,
+        locals: &mut LocalAlloc,
+        sizes: u32,
+        get: u32,
+    ) {
+        let (count, bytes, barr, _) = self.fetch_strings(s, locals, sizes, get);
+        let (j, n, str_, hidden, len) = (
+            locals.add(ValType::I32),
+            locals.add(ValType::I32),
+            locals.add(ValType::I32),
+            locals.add(ValType::I32),
+            locals.add(ValType::I32),
+        );
+        s.local_get(count).local_set(n);
+        s.block(BlockType::Empty).loop_(BlockType::Empty);
+        s.local_get(j).local_get(n).i32_ge_u().br_if(1);
+        s.local_get(barr)
+            .local_get(j)
+            .i32_const(4)
+            .i32_mul()
+            .i32_add()
+            .i32_load(self.bridge_arg(0))
+            .local_set(str_);
+        self.is_hidden(s, locals, str_, hidden);
+        s.local_get(hidden).if_(BlockType::Empty);
+        self.strlen(s, str_, len);
+        s.local_get(count).i32_const(1).i32_sub().local_set(count);
+        s.local_get(bytes).local_get(len).i32_sub().local_set(bytes);
+        s.end();
+        s.local_get(j).i32_const(1).i32_add().local_set(j).br(0);
+        s.end().end();
+        s.local_get(0).local_get(count).i32_store(self.entry_arg(0));
+        s.local_get(1).local_get(bytes).i32_store(self.entry_arg(0));
+        s.i32_const(0).end();
+    }
+
+    /// `args_get` / `environ_get`: learn the sizes, let the host fill bridge buffers, copy the
+    /// strings to the entry's buffer and rebase every pointer into it. For `environ_get`
+    /// (`hide`), the dispatcher's `MEGABIN_ENTRY` variable is left out, consistently with
+    /// [`Gen::environ_sizes`].
+    fn pointer_array_call(
+        &self,
+        s: &mut InstructionSink,
+        locals: &mut LocalAlloc,
+        import: u32,
+        sizes: u32,
+        hide: bool,
+    ) {
+        let (ptrs, buf) = (0u32, 1u32);
+        let (count, bytes, barr, bbuf) = self.fetch_strings(s, locals, sizes, import);
+        let j = locals.add(ValType::I32);
+        if hide {
+            let (k, off, str_, hidden, len) = (
+                locals.add(ValType::I32),
+                locals.add(ValType::I32),
+                locals.add(ValType::I32),
+                locals.add(ValType::I32),
+                locals.add(ValType::I32),
+            );
+            s.block(BlockType::Empty).loop_(BlockType::Empty);
+            s.local_get(j).local_get(count).i32_ge_u().br_if(1);
+            s.local_get(barr)
+                .local_get(j)
+                .i32_const(4)
+                .i32_mul()
+                .i32_add()
+                .i32_load(self.bridge_arg(0))
+                .local_set(str_);
+            self.is_hidden(s, locals, str_, hidden);
+            s.local_get(hidden).i32_eqz().if_(BlockType::Empty);
+            self.strlen(s, str_, len);
+            // entry_buf[off..off+len] = string; entry_ptrs[k] = buf + off
+            s.local_get(buf)
+                .local_get(off)
+                .i32_add()
+                .local_get(str_)
+                .local_get(len)
+                .memory_copy(self.entry, self.env.memory);
+            s.local_get(ptrs)
+                .local_get(k)
+                .i32_const(4)
+                .i32_mul()
+                .i32_add()
+                .local_get(buf)
+                .local_get(off)
+                .i32_add()
+                .i32_store(self.entry_arg(0));
+            s.local_get(k).i32_const(1).i32_add().local_set(k);
+            s.local_get(off).local_get(len).i32_add().local_set(off);
+            s.end();
+            s.local_get(j).i32_const(1).i32_add().local_set(j).br(0);
+            s.end().end();
+            s.i32_const(0).end();
+            return;
+        }
         self.copy_out(s, buf, bbuf, |s| {
             s.local_get(bytes);
         });
-        let j = locals.add(ValType::I32);
-        s.i32_const(0).local_set(j);
         s.block(BlockType::Empty).loop_(BlockType::Empty);
         s.local_get(j).local_get(count).i32_ge_u().br_if(1);
         // entry_ptrs[j] = bridge_ptrs[j] - bbuf + buf

@@ -19,6 +19,9 @@ pub const EXIT_NOT_FOUND: i32 = 127;
 pub const ENTRY_ENV: &str = "MEGABIN_ENTRY";
 /// First bridge address used for static data (address 0 stays unused, like a null page).
 const STATIC_BASE: u32 = 64;
+/// Bridge address and length of the `MEGABIN_ENTRY=` prefix, the first static string: the
+/// environ trampolines leave this variable out of every program's environment.
+pub const HIDDEN_ENV_PREFIX: (u32, u32) = (STATIC_BASE, ENTRY_ENV.len() as u32 + 1);
 
 /// What the dispatcher needs to know about one program.
 #[derive(Clone, Debug)]
@@ -120,6 +123,10 @@ impl Router {
         let mut st = Static { bytes: Vec::new() };
         let msg = |st: &mut Static, s: &str| st.add(s.as_bytes());
         let prefix = msg(&mut st, &format!("{ENTRY_ENV}="));
+        assert_eq!(
+            prefix, HIDDEN_ENV_PREFIX,
+            "the bridge relies on this address"
+        );
         let sha_prefix = msg(&mut st, "sha256:");
         let bad_env = msg(
             &mut st,
