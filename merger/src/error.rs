@@ -63,6 +63,22 @@ pub enum Unsupported {
     /// Custom page sizes.
     #[error("custom memory page sizes are not supported")]
     CustomPageSize,
+    /// Uses WebAssembly proposals the engine does not enable (see [`crate::features`]), e.g.
+    /// legacy exception handling: it would fail to compile in the megabinary.
+    #[error("{feature} is not enabled in the engine: {message}")]
+    Feature {
+        /// The proposal(s), e.g. `legacy-exceptions` (comma-separated if several are needed).
+        feature: String,
+        /// The validator's message with the engine's feature set.
+        message: String,
+    },
+    /// A constant expression evaluated at instantiation (a global's or a table's initial value,
+    /// an element segment item) allocates a GC array whose length is not a small constant. Such
+    /// an expression can trap or exhaust memory, and in a megabinary every program's constant
+    /// expressions are evaluated when the megabinary is instantiated: one program would make
+    /// every other program of its megabinary fail.
+    #[error("a constant expression allocates {0}; it could make instantiating the whole megabinary fail")]
+    ConstAllocation(String),
     /// The module defines no memory, or more than one.
     #[error("a WASI command must define exactly one memory, this one defines {0}")]
     MemoryCount(usize),

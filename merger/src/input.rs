@@ -4,16 +4,83 @@ use crate::error::Unsupported;
 use router_gen::wasi::{self, WasiFunc};
 use wasmparser::{
     CompositeInnerType, Data, Element, Export, ExternalKind, FuncType, FunctionBody, Global,
-    MemoryType, NameSectionReader, Parser, Payload, RecGroup, Table, TagType, TypeRef, Validator,
-    WasmFeatures,
+    MemoryType, NameSectionReader, Operator, Parser, Payload, RecGroup, Table, TagType, TypeRef,
+    Validator, WasmFeatures,
 };
 
-/// The feature set inputs are validated with: wasmparser's defaults (those of the engine that
-/// runs the output), without shared-everything threads and other proposals megabin cannot
-/// bridge.
+/// The feature set inputs (and the output) are validated with: exactly what the runner's engine
+/// accepts, i.e. Wasmtime 48's default `Config` (`Config::features` in wasmtime's
+/// `config.rs`: `WASM3`, plus GC types, exceptions and threads since megabin's wasmtime is built
+/// with its `gc` and `threads` features) together with what `runtime_check::engine_config()`
+/// switches on (multi-memory, bulk memory, reference types, SIMD, tail calls: all in `WASM3`).
+///
+/// Not included, so refused as [`Unsupported::Feature`]: legacy exception handling
+/// (`try`/`catch`/`rethrow`/`delegate`, which Wasmtime's Cranelift cannot compile), wide
+/// arithmetic, custom page sizes, stack switching, shared-everything threads, memory control,
+/// custom descriptors, compact imports. Shared memories and 64-bit memories validate but are
+/// refused by the merger itself ([`Unsupported::SharedMemory`], [`Unsupported::Memory64`]).
+/// `merger/tests/hardening.rs` checks this set against a real engine.
 pub fn features() -> WasmFeatures {
-    WasmFeatures::default()
+    WasmFeatures::WASM3 | WasmFeatures::GC_TYPES | WasmFeatures::EXCEPTIONS | WasmFeatures::THREADS
 }
+
+/// Proposals wasmparser knows and the engine does not enable, with the names used in
+/// [`Unsupported::Feature`].
+const DISABLED_FEATURES: &[(WasmFeatures, &str)] = &[
+    (WasmFeatures::LEGACY_EXCEPTIONS, "legacy-exceptions"),
+    (WasmFeatures::WIDE_ARITHMETIC, "wide-arithmetic"),
+    (WasmFeatures::CUSTOM_PAGE_SIZES, "custom-page-sizes"),
+    (WasmFeatures::STACK_SWITCHING, "stack-switching"),
+    (
+        WasmFeatures::SHARED_EVERYTHING_THREADS,
+        "shared-everything-threads",
+    ),
+    (WasmFeatures::MEMORY_CONTROL, "memory-control"),
+    (WasmFeatures::CUSTOM_DESCRIPTORS, "custom-descriptors"),
+    (WasmFeatures::COMPACT_IMPORTS, "compact-imports"),
+];
+
+/// Validates a module with [`features`]. A module that fails only because it uses proposals
+/// the engine does not enable is [`Unsupported::Feature`] (naming the smallest set of them that
+/// makes it valid, found by dropping one at a time), custom page sizes alone
+/// [`Unsupported::CustomPageSize`]; anything else is [`Unsupported::Invalid`]. The extra
+/// validations happen only for modules that fail.
+pub fn validate(bytes: &[u8]) -> Result<(), Unsupported> {
+    let valid = |f: WasmFeatures| Validator::new_with_features(f).validate_all(bytes);
+    let err = match valid(features()) {
+        Ok(_) => return Ok(()),
+        Err(e) => e,
+    };
+    let message = err.to_string();
+    let mut needed: Vec<(WasmFeatures, &str)> = DISABLED_FEATURES.to_vec();
+    let with = |set: &[(WasmFeatures, &str)]| set.iter().fold(features(), |acc, (f, _)| acc | *f);
+    if valid(with(&needed)).is_err() {
+        return Err(Unsupported::Invalid(message));
+    }
+    let mut i = 0;
+    while i < needed.len() {
+        let mut fewer = needed.clone();
+        fewer.remove(i);
+        if valid(with(&fewer)).is_ok() {
+            needed = fewer;
+        } else {
+            i += 1;
+        }
+    }
+    let names: Vec<&str> = needed.iter().map(|(_, n)| *n).collect();
+    if names == ["custom-page-sizes"] {
+        return Err(Unsupported::CustomPageSize);
+    }
+    Err(Unsupported::Feature {
+        feature: names.join(", "),
+        message,
+    })
+}
+
+/// Longest GC array a constant expression evaluated at instantiation may allocate.
+pub const MAX_CONST_ARRAY: u32 = 1 << 16;
+/// Total array elements all such constant expressions of a program may allocate.
+pub const MAX_CONST_ARRAY_TOTAL: u64 = 1 << 22;
 
 /// One WASI import of a program: which preview1 function, and its index among the program's
 /// function imports.
@@ -52,9 +119,7 @@ impl<'a> Input<'a> {
             return Err(Unsupported::Component);
         }
         let invalid = |e: wasmparser::BinaryReaderError| Unsupported::Invalid(e.to_string());
-        Validator::new_with_features(features())
-            .validate_all(bytes)
-            .map_err(invalid)?;
+        validate(bytes)?;
 
         let mut input = Input {
             rec_groups: Vec::new(),
@@ -184,6 +249,7 @@ impl<'a> Input<'a> {
         if !foreign.is_empty() {
             return Err(Unsupported::ForeignImports(foreign));
         }
+        input.check_const_allocations()?;
         if memories.len() != 1 {
             return Err(Unsupported::MemoryCount(memories.len()));
         }
@@ -212,6 +278,62 @@ impl<'a> Input<'a> {
             return Err(Unsupported::BadStart);
         }
         Ok(input)
+    }
+
+    /// Refuses GC array allocations in the constant expressions evaluated at instantiation
+    /// (globals, table initial values, element segment items) unless their length is a literal
+    /// of at most [`MAX_CONST_ARRAY`] elements, and [`MAX_CONST_ARRAY_TOTAL`] in all: see
+    /// [`Unsupported::ConstAllocation`]. (Nothing else a constant expression can do traps.)
+    fn check_const_allocations(&self) -> Result<(), Unsupported> {
+        let mut exprs: Vec<wasmparser::ConstExpr<'a>> = Vec::new();
+        exprs.extend(self.globals.iter().map(|g| g.init_expr.clone()));
+        for t in &self.tables {
+            if let wasmparser::TableInit::Expr(e) = &t.init {
+                exprs.push(e.clone());
+            }
+        }
+        for e in &self.elements {
+            if let wasmparser::ElementItems::Expressions(_, items) = &e.items {
+                for item in items.clone() {
+                    exprs.push(item.map_err(|e| Unsupported::Invalid(e.to_string()))?);
+                }
+            }
+        }
+        let mut total = 0u64;
+        for expr in exprs {
+            let mut reader = expr.get_operators_reader();
+            let mut literal: Option<u32> = None;
+            while !reader.eof() {
+                let op = reader
+                    .read()
+                    .map_err(|e| Unsupported::Invalid(e.to_string()))?;
+                if let Operator::ArrayNew { .. } | Operator::ArrayNewDefault { .. } = op {
+                    match literal {
+                        Some(n) if n <= MAX_CONST_ARRAY => total += u64::from(n),
+                        Some(n) => {
+                            return Err(Unsupported::ConstAllocation(format!(
+                                "an array of {n} elements (more than {MAX_CONST_ARRAY})"
+                            )))
+                        }
+                        None => {
+                            return Err(Unsupported::ConstAllocation(
+                                "an array of computed length".into(),
+                            ))
+                        }
+                    }
+                    if total > MAX_CONST_ARRAY_TOTAL {
+                        return Err(Unsupported::ConstAllocation(format!(
+                            "arrays of more than {MAX_CONST_ARRAY_TOTAL} elements in all"
+                        )));
+                    }
+                }
+                literal = match op {
+                    Operator::I32Const { value } => Some(value as u32),
+                    _ => None,
+                };
+            }
+        }
+        Ok(())
     }
 
     /// Number of imported functions (all WASI).

@@ -20,6 +20,7 @@ mod segments;
 mod types;
 
 pub use error::{MergeError, Unsupported};
+pub use input::features;
 pub use isolation::{check_isolation, IsolationReport, Resources};
 pub use limits::{fits, Footprint, LimitExceeded};
 pub use merge::{parallel_map, ENTRIES_SECTION, RESERVED_NAMES};
@@ -53,6 +54,16 @@ impl Default for MergeOptions {
     fn default() -> Self {
         MergeOptions { jobs: 1 }
     }
+}
+
+/// Changes to the output for tests and debugging; `megabin build` never sets them. Kept apart
+/// from [`MergeOptions`] so that code constructing `MergeOptions { jobs }` keeps compiling.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DebugOptions {
+    /// Also export every function an input exports as `<name>.<export>` (except an export
+    /// named `memory`, whose name `<name>.memory` is taken), so a test can call any input
+    /// function inside the merged module. The output is otherwise identical.
+    pub export_functions: bool,
 }
 
 /// A merged module and where everything went.
@@ -134,7 +145,16 @@ mod hex_digest {
 /// Merges `programs` into one module. Fails with a typed error naming the program when one
 /// cannot be merged, or with [`MergeError::TooLarge`] when they do not fit one module.
 pub fn merge(programs: &[Program<'_>], options: &MergeOptions) -> Result<Merged, MergeError> {
-    merge::merge(programs, options.jobs)
+    merge::merge(programs, options.jobs, &DebugOptions::default())
+}
+
+/// [`merge`] with [`DebugOptions`] (tests and debugging).
+pub fn merge_with(
+    programs: &[Program<'_>],
+    options: &MergeOptions,
+    debug: &DebugOptions,
+) -> Result<Merged, MergeError> {
+    merge::merge(programs, options.jobs, debug)
 }
 
 /// Reads the merge map embedded in a megabinary, if any.

@@ -107,9 +107,23 @@ impl Footprint {
         }
     }
 
-    /// Parses and validates one program and returns its footprint.
+    /// Parses and validates one program and returns its footprint. A program larger than a
+    /// whole module may be ([`MAX_MODULE_BYTES`]) is not parsed at all: its footprint only
+    /// counts its bytes, which is enough for [`fits`] to refuse it.
     pub fn of(wasm: &[u8]) -> Result<Self, crate::Unsupported> {
+        if wasm.len() as u64 > MAX_MODULE_BYTES {
+            return Ok(Self::oversized(wasm.len()));
+        }
         Ok(Self::of_input(&Input::parse(wasm)?, wasm.len()))
+    }
+
+    /// The footprint of a program too large to parse: one memory and its bytes.
+    pub(crate) fn oversized(len: usize) -> Self {
+        Footprint {
+            memories: 1,
+            bytes: len as u64,
+            ..Default::default()
+        }
     }
 
     /// Sum of two footprints.

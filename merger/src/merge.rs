@@ -6,7 +6,7 @@ use crate::limits::{self, Footprint};
 use crate::reindex::Reindex;
 use crate::segments::{self, ActiveData};
 use crate::types::TypeInterner;
-use crate::{EntryMap, MergeMap, Merged, Program};
+use crate::{DebugOptions, EntryMap, MergeMap, Merged, Program};
 use router_gen::bridge::{self, BridgeEnv};
 use router_gen::dispatch::{DispatchImports, RouteEntry, Router};
 use router_gen::wasi::{self, WasiFunc};
@@ -14,10 +14,10 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use wasm_encoder::reencode::Reencode;
 use wasm_encoder::{
-    CodeSection, ConstExpr, CustomSection, DataCountSection, DataSection, ElementSection, Elements,
-    Encode, EntityType, ExportKind, ExportSection, Function, FunctionSection, GlobalSection,
-    GlobalType, ImportSection, MemorySection, MemoryType, Module, NameMap, NameSection,
-    TableSection, TableType, TagSection, ValType,
+    ConstExpr, CustomSection, DataCountSection, ElementSection, Elements, Encode, EntityType,
+    ExportKind, ExportSection, Function, FunctionSection, GlobalSection, GlobalType, ImportSection,
+    MemorySection, MemoryType, Module, NameMap, NameSection, Section, TableSection, TableType,
+    TagSection, ValType,
 };
 
 /// Name of the custom section that describes the entries (JSON, see docs/format.md).
@@ -41,11 +41,22 @@ struct Layout<'a> {
     active: Vec<ActiveData<'a>>,
 }
 
-pub(crate) fn merge(programs: &[Program<'_>], jobs: usize) -> Result<Merged, MergeError> {
+pub(crate) fn merge(
+    programs: &[Program<'_>],
+    jobs: usize,
+    debug: &DebugOptions,
+) -> Result<Merged, MergeError> {
     if programs.is_empty() {
         return Err(MergeError::Empty);
     }
     check_names(programs)?;
+    // Refuse oversized inputs before spending time validating them.
+    let sizes = programs.iter().fold(Footprint::base(), |acc, p| {
+        acc.plus(Footprint::oversized(p.wasm.len()))
+    });
+    if sizes.bytes > limits::MAX_MODULE_BYTES {
+        sizes.check().map_err(MergeError::TooLarge)?;
+    }
     let inputs = parse_all(programs, jobs)?;
     let total = inputs
         .iter()
@@ -227,22 +238,23 @@ pub(crate) fn merge(programs: &[Program<'_>], jobs: usize) -> Result<Merged, Mer
         jobs,
     )?;
 
-    // --- assemble.
+    // --- assemble. The code and data sections are written straight into the output (see
+    // `write_code_section`, `write_data_section`): no intermediate copy of code or data.
     let mut functions = FunctionSection::new();
-    let mut code_section = CodeSection::new();
+    let mut code_bodies: Vec<Vec<u8>> = Vec::new();
     let mut names = NameMapBuilder::default();
     for (i, name) in used.iter().enumerate() {
         names.func(i as u32, format!("wasi::{name}"));
     }
     functions.function(alloc_type);
-    code_section.function(&bridge::alloc_function(&env));
+    code_bodies.push(raw_body(&bridge::alloc_function(&env)));
     names.func(alloc_func, "megabin::bridge_alloc".into());
     let mut exports = ExportSection::new();
     exports.export("memory", ExportKind::Memory, 0);
     for (j, f) in dispatch_funcs.iter().enumerate() {
         let idx = dispatch_first + j as u32;
         functions.function(types.func(&f.params, &f.results));
-        code_section.function(&f.body);
+        code_bodies.push(raw_body(&f.body));
         names.func(idx, f.name.clone());
         if let Some(e) = f.export {
             exports.export(e, ExportKind::Func, idx);
@@ -270,12 +282,6 @@ pub(crate) fn merge(programs: &[Program<'_>], jobs: usize) -> Result<Merged, Mer
         &ConstExpr::i32_const(router.scratch_base() as i32),
     );
     let mut elements = ElementSection::new();
-    let mut data_section = DataSection::new();
-    data_section.active(
-        0,
-        &ConstExpr::i32_const(router.static_base() as i32),
-        router.static_bytes().iter().copied(),
-    );
     let mut declared: Vec<u32> = Vec::new();
     let mut entry_maps = Vec::new();
     let mut memory_names = NameMap::new();
@@ -283,6 +289,7 @@ pub(crate) fn merge(programs: &[Program<'_>], jobs: usize) -> Result<Merged, Mer
     let mut global_names = NameMap::new();
     global_names.append(0, "megabin::cursor");
 
+    let mut program_code = Vec::with_capacity(code.len());
     for (k, ((input, l), (p, out))) in inputs
         .iter()
         .zip(&layouts)
@@ -301,9 +308,7 @@ pub(crate) fn merge(programs: &[Program<'_>], jobs: usize) -> Result<Merged, Mer
         }
         functions.function(start_type);
         names.func(l.start_func, format!("{name}::start"));
-        for f in &out.bodies {
-            code_section.raw(f);
-        }
+        program_code.push(out.bodies);
         if let Some(n) = &input.names {
             for sub in n.clone() {
                 if let Ok(wasmparser::Name::Function(map)) = sub {
@@ -389,20 +394,20 @@ pub(crate) fn merge(programs: &[Program<'_>], jobs: usize) -> Result<Merged, Mer
                 _ => elements.passive(items),
             };
         }
-        for d in &input.data {
-            if let wasmparser::DataKind::Passive = d.kind {
-                data_section.passive(d.data.iter().copied());
-            }
-        }
-        for a in &l.active {
-            match a {
-                ActiveData::Const { bytes, .. } => data_section.passive(bytes.iter().copied()),
-                ActiveData::Expr { bytes, .. } => data_section.passive(bytes.iter().copied()),
-            };
-        }
         let start_export = format!("{name}_start");
         exports.export(&start_export, ExportKind::Func, l.start_func);
         exports.export(&format!("{name}.memory"), ExportKind::Memory, l.memory);
+        if debug.export_functions {
+            for e in &input.exports {
+                if e.kind == wasmparser::ExternalKind::Func && e.name != "memory" {
+                    exports.export(
+                        &format!("{name}.{}", e.name),
+                        ExportKind::Func,
+                        r.funcs[e.index as usize],
+                    );
+                }
+            }
+        }
         let code_bytes: usize = input.code.iter().map(|b| b.range().len()).sum();
         entry_maps.push(EntryMap {
             name: name.clone(),
@@ -443,23 +448,46 @@ pub(crate) fn merge(programs: &[Program<'_>], jobs: usize) -> Result<Merged, Mer
     module.section(&globals);
     module.section(&exports);
     module.section(&elements);
-    module.section(&DataCountSection {
-        count: data_section.len(),
-    });
-    module.section(&code_section);
-    module.section(&data_section);
+    let data_count = 1 + layouts
+        .iter()
+        .map(|l| l.passive_data + l.active.len() as u32)
+        .sum::<u32>();
+    module.section(&DataCountSection { count: data_count });
+    let head = module.finish();
     let mut name_section = NameSection::new();
     name_section.module("megabin");
     name_section.functions(&names.finish());
     name_section.memories(&memory_names);
     name_section.globals(&global_names);
-    module.section(&name_section);
+    let mut tail = Vec::new();
+    append_section(&mut tail, &name_section);
     let json = serde_json::to_vec(&map).map_err(|e| MergeError::Internal(e.to_string()))?;
-    module.section(&CustomSection {
-        name: ENTRIES_SECTION.into(),
-        data: json.into(),
-    });
-    let wasm = module.finish();
+    append_section(
+        &mut tail,
+        &CustomSection {
+            name: ENTRIES_SECTION.into(),
+            data: json.into(),
+        },
+    );
+    // The output is allocated once, at its exact size, and the (possibly huge) code and data
+    // are copied into it directly: peak memory is the inputs plus about one output.
+    let code_size = code_section_size(&code_bodies, &program_code);
+    let data_size = data_section_size(&router, &inputs, &layouts, data_count);
+    let total = head.len()
+        + 1
+        + leb_len(code_size as u64)
+        + code_size
+        + 1
+        + leb_len(data_size as u64)
+        + data_size
+        + tail.len();
+    let mut wasm = Vec::with_capacity(total);
+    wasm.extend_from_slice(&head);
+    drop(head);
+    write_code_section(&mut wasm, code_size, code_bodies, program_code);
+    write_data_section(&mut wasm, data_size, &router, &inputs, &layouts, data_count);
+    wasm.extend_from_slice(&tail);
+    debug_assert_eq!(wasm.len(), total, "output size");
     wasmparser::Validator::new_with_features(crate::input::features())
         .validate_all(&wasm)
         .map_err(|e| MergeError::Internal(e.to_string()))?;
@@ -468,6 +496,111 @@ pub(crate) fn merge(programs: &[Program<'_>], jobs: usize) -> Result<Merged, Mer
 
 fn internal(e: wasm_encoder::reencode::Error<std::convert::Infallible>) -> MergeError {
     MergeError::Internal(e.to_string())
+}
+
+/// A function's body (locals and instructions) without its size prefix.
+fn raw_body(f: &Function) -> Vec<u8> {
+    f.clone().into_raw_body()
+}
+
+fn append_section(wasm: &mut Vec<u8>, section: &impl Section) {
+    wasm.push(section.id());
+    section.encode(wasm);
+}
+
+fn leb_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// Appends a section header (id and payload size) whose payload the caller writes next.
+/// Sizes fit: the module is at most 1 GiB (checked by the footprint before merging).
+fn section_header(wasm: &mut Vec<u8>, id: u8, size: usize) {
+    wasm.push(id);
+    (size as u32).encode(wasm);
+}
+
+fn code_section_size(generated: &[Vec<u8>], programs: &[Vec<Vec<u8>>]) -> usize {
+    let all = || generated.iter().chain(programs.iter().flatten());
+    leb_len(all().count() as u64)
+        + all()
+            .map(|b| leb_len(b.len() as u64) + b.len())
+            .sum::<usize>()
+}
+
+/// Writes the code section (payload `size` bytes): the generated functions, then each
+/// program's bodies, freeing each body once written.
+fn write_code_section(
+    wasm: &mut Vec<u8>,
+    size: usize,
+    generated: Vec<Vec<u8>>,
+    programs: Vec<Vec<Vec<u8>>>,
+) {
+    let count = generated.len() + programs.iter().map(Vec::len).sum::<usize>();
+    section_header(wasm, 10, size);
+    let start = wasm.len();
+    (count as u32).encode(wasm);
+    for body in generated.into_iter().chain(programs.into_iter().flatten()) {
+        body.as_slice().encode(wasm);
+    }
+    debug_assert_eq!(wasm.len() - start, size, "code section size");
+}
+
+/// Data segment 0: the dispatcher's static data, active in memory 0.
+fn static_segment(router: &Router) -> Vec<u8> {
+    let mut segment0 = vec![0u8]; // active, memory 0
+    ConstExpr::i32_const(router.static_base() as i32).encode(&mut segment0);
+    router.static_bytes().encode(&mut segment0);
+    segment0
+}
+
+fn data_section_size(
+    router: &Router,
+    inputs: &[Input<'_>],
+    layouts: &[Layout<'_>],
+    count: u32,
+) -> usize {
+    let passive = |len: usize| 1 + leb_len(len as u64) + len;
+    let mut size = leb_len(count as u64) + static_segment(router).len();
+    for (input, l) in inputs.iter().zip(layouts) {
+        for d in &input.data {
+            if let wasmparser::DataKind::Passive = d.kind {
+                size += passive(d.data.len());
+            }
+        }
+        size += l.active.iter().map(|a| passive(a.len())).sum::<usize>();
+    }
+    size
+}
+
+/// Writes the data section (payload `size` bytes): segment 0, then per program its passive
+/// segments and its coalesced active segments (made passive). Each byte is copied once, from
+/// the input into the output.
+fn write_data_section(
+    wasm: &mut Vec<u8>,
+    size: usize,
+    router: &Router,
+    inputs: &[Input<'_>],
+    layouts: &[Layout<'_>],
+    count: u32,
+) {
+    section_header(wasm, 11, size);
+    let start = wasm.len();
+    count.encode(wasm);
+    wasm.extend_from_slice(&static_segment(router));
+    for (input, l) in inputs.iter().zip(layouts) {
+        for d in &input.data {
+            if let wasmparser::DataKind::Passive = d.kind {
+                wasm.push(1);
+                d.data.encode(wasm);
+            }
+        }
+        for a in &l.active {
+            wasm.push(1);
+            (a.len() as u32).encode(wasm);
+            a.write_to(wasm);
+        }
+    }
+    debug_assert_eq!(wasm.len() - start, size, "data section size");
 }
 
 /// Function names in index order (the name section wants them sorted).
@@ -714,7 +847,7 @@ fn start_function(
     for (j, a) in l.active.iter().enumerate() {
         let seg = l.data_base + l.passive_data + j as u32;
         match a {
-            ActiveData::Const { offset, .. } => {
+            ActiveData::Const { offset, .. } | ActiveData::Joined { offset, .. } => {
                 InstructionSink::new(&mut body).i32_const(*offset as i32);
             }
             ActiveData::Expr { offset, .. } => inline_expr(r, offset, &mut body)?,

@@ -131,8 +131,10 @@ pub fn build(opts: &BuildOptions) -> Result<Summary, BuildError> {
     let config = match &opts.config {
         Some(p) => Config::load(p)?,
         None => {
+            // Anything named megabin.toml at the root is the configuration: a directory or
+            // an unreadable file there is an error, not silently no configuration.
             let p = opts.rootfs.join(CONFIG_FILE);
-            if p.is_file() {
+            if p.symlink_metadata().is_ok() {
                 Config::load(&p)?
             } else {
                 Config::default()
@@ -158,6 +160,15 @@ pub fn build(opts: &BuildOptions) -> Result<Summary, BuildError> {
     // Read and check every program (in parallel); unsupported ones are skipped with a reason.
     progress.stage("checking programs");
     let checked = merger::parallel_map(&scan.programs, opts.jobs, |p| {
+        // A program larger than a whole module may be is refused before it is read.
+        if p.size > merger::limits::MAX_MODULE_BYTES {
+            let e = merger::LimitExceeded {
+                what: "bytes",
+                needed: p.size,
+                limit: merger::limits::MAX_MODULE_BYTES,
+            };
+            return Ok((Vec::new(), Err(format!("too-large: {e}"))));
+        }
         let bytes = std::fs::read(&p.host_path).map_err(|e| BuildError::Read {
             path: p.primary_path.clone(),
             reason: e.to_string(),
@@ -334,6 +345,7 @@ fn skip_reason(u: &merger::Unsupported) -> String {
         NoStart => "wasm-reactor".into(),
         Invalid(m) => format!("invalid-wasm: {m}"),
         ForeignImports(list) => format!("foreign-imports: {}", list.join(", ")),
+        Feature { feature, .. } => format!("unsupported-feature: {feature}"),
         other => format!("unsupported-feature: {other}"),
     }
 }

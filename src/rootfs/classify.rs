@@ -134,6 +134,7 @@ fn section_rank(id: u8) -> Option<u8> {
     })
 }
 
+const CUSTOM_ID: u8 = 0;
 const EXPORT_ID: u8 = 7;
 const EXPORT_RANK: u8 = 8;
 
@@ -249,6 +250,11 @@ impl ModuleScanner {
     }
 
     fn begin_payload(&mut self, id: u8, start: u64, size: u32) -> Result<(), String> {
+        if id == CUSTOM_ID && size == 0 {
+            return Err(format!(
+                "custom section at offset {start:#x} is empty: it must hold at least its name"
+            ));
+        }
         if id == EXPORT_ID {
             if size > MAX_EXPORT_SECTION {
                 return Err(format!(
@@ -481,6 +487,13 @@ mod tests {
         let mut bad = b"\0asm\x01\0\0\0".to_vec();
         bad.extend_from_slice(&[7, 0]);
         assert!(scan_all_ways(&bad).is_err());
+        // Custom section without even its name (wasmparser rejects it too).
+        let mut bad = b"\0asm\x01\0\0\0".to_vec();
+        bad.extend_from_slice(&[0, 0]);
+        assert!(wasmparser::Parser::new(0)
+            .parse_all(&bad)
+            .any(|payload| payload.is_err()));
+        assert!(scan_all_ways(&bad).unwrap_err().contains("is empty"));
         // Duplicate / out-of-order sections.
         let mut bad = b"\0asm\x01\0\0\0".to_vec();
         bad.extend_from_slice(&[7, 1, 0, 1, 1, 0]);

@@ -1,0 +1,266 @@
+//! A small Wasmtime harness for calling arbitrary exported functions, standalone and inside a
+//! merged module, with fuel and deterministic WASI stubs (no host state shared between
+//! programs, no pointers: generated programs only import pointer-free WASI functions).
+#![allow(dead_code)]
+
+use std::fmt;
+use wasmtime::{Engine, Extern, Instance, Linker, Module, Store, Trap, Val, ValType};
+
+/// Fuel for one call (instantiation, a start export, an exported function).
+pub const FUEL: u64 = 200_000;
+
+/// `proc_exit` from a stub.
+#[derive(Debug)]
+pub struct Exit(pub i32);
+
+impl fmt::Display for Exit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "exit {}", self.0)
+    }
+}
+
+impl std::error::Error for Exit {}
+
+/// How a call ended, in a form comparable between standalone and merged runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Returned these values (numbers as bits, NaNs canonical, references by null-ness).
+    Values(Vec<String>),
+    /// Trapped with this trap code.
+    Trap(String),
+    /// `proc_exit(code)`.
+    Exit(i32),
+    /// A Wasm exception escaped to the host.
+    Exception,
+    /// Out of fuel, stack or time: the exact point depends on code outside the function (the
+    /// merged start wrapper), so the two sides are not comparable from here on.
+    Inconclusive(String),
+    /// Any other host error.
+    Error(String),
+}
+
+impl Outcome {
+    pub fn comparable(&self) -> bool {
+        !matches!(self, Outcome::Inconclusive(_))
+    }
+}
+
+/// The engine: the runner's configuration plus fuel.
+pub struct Harness {
+    pub engine: Engine,
+    /// Fuel for each call ([`FUEL`] unless changed).
+    pub fuel: u64,
+    /// Wall-clock budget of each call in 10 ms epoch ticks ([`TICKS`] unless changed). Fuel
+    /// counts instructions, not the work inside one (an exception unwinding 10,000 frames,
+    /// a big GC allocation), so a few generated programs need this too.
+    pub ticks: u64,
+}
+
+/// Default wall-clock budget of a call: about 0.3 s.
+pub const TICKS: u64 = 30;
+
+/// An instance in its own store.
+pub struct Inst {
+    pub store: Store<()>,
+    pub instance: Instance,
+}
+
+/// Deterministic result of a WASI stub (errno), by function name.
+fn stub_errno(name: &str, params: &[Val]) -> i32 {
+    match name {
+        "sched_yield" | "fd_write" => 0,
+        "fd_close" | "fd_sync" | "fd_datasync" => 8, // EBADF
+        "sock_shutdown" => 57,                       // ENOTSOCK
+        _ => 52 + params.len() as i32,               // ENOSYS, varied a little
+    }
+}
+
+impl Harness {
+    pub fn new() -> Self {
+        let mut config = runtime_check::engine_config();
+        config.consume_fuel(true);
+        config.parallel_compilation(false);
+        // Both sides run on this engine, so optimisation does not matter; compiling fast does.
+        config.cranelift_opt_level(wasmtime::OptLevel::None);
+        // Copy-on-write memory images of modules with tens of thousands of scattered segments
+        // take Wasmtime (with debug assertions, as in tests) very long to build.
+        config.memory_init_cow(false);
+        let engine = Engine::new(&config).expect("engine");
+        let ticker = engine.clone();
+        std::thread::spawn(move || loop {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            ticker.increment_epoch();
+        });
+        Harness {
+            engine,
+            fuel: FUEL,
+            ticks: TICKS,
+        }
+    }
+
+    pub fn compile(&self, wasm: &[u8]) -> wasmtime::Result<Module> {
+        Module::new(&self.engine, wasm)
+    }
+
+    fn linker(&self, module: &Module) -> Linker<()> {
+        let mut linker = Linker::new(&self.engine);
+        for import in module.imports() {
+            let Some(ty) = import.ty().func().cloned() else {
+                continue;
+            };
+            let name = import.name().to_string();
+            let results: Vec<ValType> = ty.results().collect();
+            linker
+                .func_new(import.module(), import.name(), ty, move |_, params, out| {
+                    if name == "proc_exit" {
+                        let code = params[0].unwrap_i32();
+                        return Err(wasmtime::Error::new(Exit(code)));
+                    }
+                    if let (Some(slot), Some(ValType::I32)) = (out.first_mut(), results.first()) {
+                        *slot = Val::I32(stub_errno(&name, params));
+                    }
+                    Ok(())
+                })
+                .expect("define stub");
+        }
+        linker
+    }
+
+    /// Instantiates (running the start section): a failure is returned as an outcome.
+    pub fn instantiate(&self, module: &Module) -> Result<Inst, Outcome> {
+        let linker = self.linker(module);
+        let mut store = Store::new(&self.engine, ());
+        store.set_epoch_deadline(self.ticks);
+        store.set_fuel(self.fuel).expect("fuel");
+        match linker.instantiate(&mut store, module) {
+            Ok(instance) => Ok(Inst { store, instance }),
+            Err(e) => Err(outcome_of(&mut store, e)),
+        }
+    }
+
+    /// Calls `export` with `args` on a fresh fuel budget.
+    pub fn call(&self, inst: &mut Inst, export: &str, args: &[Val]) -> Outcome {
+        let func = inst
+            .instance
+            .get_func(&mut inst.store, export)
+            .unwrap_or_else(|| panic!("no export {export}"));
+        let ty = func.ty(&inst.store);
+        let mut results: Vec<Val> = ty
+            .results()
+            .map(|t| Val::default_for_ty(&t).unwrap_or(Val::I32(0)))
+            .collect();
+        inst.store.set_fuel(self.fuel).expect("fuel");
+        inst.store.set_epoch_deadline(self.ticks);
+        match func.call(&mut inst.store, args, &mut results) {
+            Ok(()) => Outcome::Values(results.iter().map(show).collect()),
+            Err(e) => outcome_of(&mut inst.store, e),
+        }
+    }
+
+    /// The bytes of an exported memory.
+    pub fn memory(&self, inst: &mut Inst, export: &str) -> Vec<u8> {
+        match inst.instance.get_export(&mut inst.store, export) {
+            Some(Extern::Memory(m)) => m.data(&inst.store).to_vec(),
+            _ => panic!("no memory export {export}"),
+        }
+    }
+}
+
+fn outcome_of(store: &mut Store<()>, e: wasmtime::Error) -> Outcome {
+    if let Some(Exit(code)) = e.downcast_ref::<Exit>() {
+        return Outcome::Exit(*code);
+    }
+    if e.downcast_ref::<wasmtime::ThrownException>().is_some() {
+        let _ = store.take_pending_exception();
+        return Outcome::Exception;
+    }
+    // The GC heap's size depends on the store's history (the merged store holds every
+    // program's objects), so running out of it is a resource limit like fuel, not behaviour.
+    if format!("{e:?}").contains("GC heap out of memory") {
+        return Outcome::Inconclusive("GC heap out of memory".into());
+    }
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => Outcome::Inconclusive("out of fuel".into()),
+        Some(Trap::StackOverflow) => Outcome::Inconclusive("stack overflow".into()),
+        Some(Trap::Interrupt) => Outcome::Inconclusive("out of time".into()),
+        Some(t) => Outcome::Trap(format!("{t:?}")),
+        None => Outcome::Error(format!("{e}")),
+    }
+}
+
+/// A value as comparable text.
+pub fn show(v: &Val) -> String {
+    match v {
+        Val::I32(x) => format!("i32:{x}"),
+        Val::I64(x) => format!("i64:{x}"),
+        Val::F32(b) => {
+            if f32::from_bits(*b).is_nan() {
+                "f32:nan".into()
+            } else {
+                format!("f32:{b:#x}")
+            }
+        }
+        Val::F64(b) => {
+            if f64::from_bits(*b).is_nan() {
+                "f64:nan".into()
+            } else {
+                format!("f64:{b:#x}")
+            }
+        }
+        Val::V128(x) => format!("v128:{:#x}", x.as_u128()),
+        Val::FuncRef(r) => format!("funcref:{}", if r.is_some() { "some" } else { "null" }),
+        Val::ExternRef(r) => format!("externref:{}", if r.is_some() { "some" } else { "null" }),
+        Val::AnyRef(r) => format!("anyref:{}", if r.is_some() { "some" } else { "null" }),
+        Val::ExnRef(r) => format!("exnref:{}", if r.is_some() { "some" } else { "null" }),
+        Val::ContRef(r) => format!("contref:{}", if r.is_some() { "some" } else { "null" }),
+    }
+}
+
+/// A deterministic pseudo-random generator (SplitMix64): the tests need no `rand`.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        let mut v = Vec::with_capacity(n + 8);
+        while v.len() < n {
+            v.extend_from_slice(&self.next().to_le_bytes());
+        }
+        v.truncate(n);
+        v
+    }
+}
+
+/// An argument of type `ty`: random numbers, null references; `None` for a non-nullable
+/// reference (the function is then not called).
+pub fn arg(rng: &mut Rng, ty: &ValType) -> Option<Val> {
+    Some(match ty {
+        ValType::I32 => Val::I32(interesting(rng) as i32),
+        ValType::I64 => Val::I64(interesting(rng) as i64),
+        ValType::F32 => Val::F32((interesting(rng) as u32).rotate_left(7)),
+        ValType::F64 => Val::F64(interesting(rng).rotate_left(13)),
+        ValType::V128 => Val::V128(((rng.next() as u128) << 64 | rng.next() as u128).into()),
+        ValType::Ref(r) if r.is_nullable() => Val::null_ref(r.heap_type()),
+        ValType::Ref(_) => return None,
+    })
+}
+
+fn interesting(rng: &mut Rng) -> u64 {
+    match rng.below(6) {
+        0 => 0,
+        1 => 1,
+        2 => u64::MAX,
+        3 => rng.below(100),
+        4 => 1 << rng.below(64),
+        _ => rng.next(),
+    }
+}
