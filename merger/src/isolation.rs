@@ -1,6 +1,7 @@
 //! Structural isolation check of a megabinary, derived from the module alone (not from the
 //! merge map): starting from each `<name>_start` export, it follows direct calls, `ref.func`
-//! and the element segments the code initialises, and collects every memory, table and global
+//! the element segments the code initialises and the functions active segments put in the
+//! tables the code uses, and collects every memory, table and global
 //! the reachable code touches. Each program must touch only its own memory (exported as
 //! `<name>.memory`), tables and globals; only its WASI trampolines (`<name>::wasi::<fn>` in the
 //! name section) may call imports or touch the bridge memory 0; code shared between programs
@@ -72,6 +73,8 @@ pub fn check_isolation(wasm: &[u8]) -> Result<IsolationReport, Vec<String>> {
     let mut import_names = Vec::new();
     let mut bodies: Vec<Refs> = Vec::new();
     let mut elem_funcs: Vec<Vec<u32>> = Vec::new();
+    // Functions placed into each table at instantiation by active element segments.
+    let mut table_funcs: BTreeMap<u32, BTreeSet<u32>> = BTreeMap::new();
     let mut func_exports = BTreeMap::new();
     let mut mem_exports = BTreeMap::new();
     let mut names: BTreeMap<u32, String> = BTreeMap::new();
@@ -116,6 +119,12 @@ pub fn check_isolation(wasm: &[u8]) -> Result<IsolationReport, Vec<String>> {
                                 let _ = refs.const_expr(x.map_err(parse_err)?);
                             }
                         }
+                    }
+                    if let wasmparser::ElementKind::Active { table_index, .. } = e.kind {
+                        table_funcs
+                            .entry(table_index.unwrap_or(0))
+                            .or_default()
+                            .extend(refs.funcs.iter().copied());
                     }
                     elem_funcs.push(refs.funcs.into_iter().collect());
                 }
@@ -179,6 +188,11 @@ pub fn check_isolation(wasm: &[u8]) -> Result<IsolationReport, Vec<String>> {
             todo.extend(refs.funcs.iter().copied());
             for e in &refs.elems {
                 if let Some(fs) = elem_funcs.get(*e as usize) {
+                    todo.extend(fs.iter().copied());
+                }
+            }
+            for t in &refs.tables {
+                if let Some(fs) = table_funcs.get(t) {
                     todo.extend(fs.iter().copied());
                 }
             }

@@ -10,6 +10,7 @@
 //! function and then its `_start`. A dispatcher (`_start`, `megabin_dispatch`) selects a program
 //! by sha256 digest or by argv[0]. See `docs/format.md` for the full layout.
 
+mod consteval;
 mod error;
 mod input;
 mod isolation;

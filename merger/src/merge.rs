@@ -1,5 +1,6 @@
 //! The merge itself: index-space layout, per-program re-encoding, and assembly.
 
+use crate::consteval;
 use crate::error::{MergeError, Unsupported};
 use crate::input::Input;
 use crate::limits::{self, Footprint};
@@ -39,6 +40,9 @@ struct Layout<'a> {
     data_base: u32,
     passive_data: u32,
     active: Vec<ActiveData<'a>>,
+    /// Tables at their original size with active element segments, applied at instantiation
+    /// ([`consteval::eager_tables`]); otherwise empty tables filled by `<name>_start`.
+    eager_tables: bool,
 }
 
 pub(crate) fn merge(
@@ -144,6 +148,7 @@ pub(crate) fn merge(
             data_base: data,
             passive_data: passive as u32,
             active,
+            eager_tables: consteval::eager_tables(input),
         };
         func = l.start_func + 1;
         table += input.tables.len() as u32;
@@ -315,7 +320,7 @@ pub(crate) fn merge(
                     for naming in map.into_iter().flatten() {
                         if naming.index >= input.num_imported_funcs() {
                             if let Some(&idx) = r.funcs.get(naming.index as usize) {
-                                names.func(idx, format!("{name}::{}", naming.name));
+                                names.func(idx, input_function_name(name, naming.name));
                             }
                         }
                     }
@@ -340,7 +345,7 @@ pub(crate) fn merge(
             let ty = TableType {
                 element_type: r.ref_type(t.ty.element_type).map_err(internal)?,
                 table64: false,
-                minimum: 0,
+                minimum: if l.eager_tables { t.ty.initial } else { 0 },
                 maximum: t.ty.maximum,
                 shared: false,
             };
@@ -389,8 +394,16 @@ pub(crate) fn merge(
                         .into(),
                 ),
             };
-            match e.kind {
+            match &e.kind {
                 wasmparser::ElementKind::Declared => elements.declared(items),
+                wasmparser::ElementKind::Active {
+                    table_index,
+                    offset_expr,
+                } if l.eager_tables => elements.active(
+                    Some(l.table_base + table_index.unwrap_or(0)),
+                    &r.const_expr(offset_expr.clone()).map_err(internal)?,
+                    items,
+                ),
                 _ => elements.passive(items),
             };
         }
@@ -603,6 +616,19 @@ fn write_data_section(
     debug_assert_eq!(wasm.len() - start, size, "data section size");
 }
 
+/// The name-section name of an input's function: its own name, unprefixed (prefixing every
+/// name with `<entry>::` grew the name section by ~15 % and the megabinary past the sum of its
+/// inputs; a trap's backtrace still names the program through its `<entry>::start` frame).
+/// Names that look like megabin's own (`megabin::…`, `wasi::…`) are prefixed, so they cannot
+/// be taken for generated code.
+fn input_function_name(entry: &str, name: &str) -> String {
+    if name.starts_with("megabin::") || name.starts_with("wasi::") {
+        format!("{entry}::{name}")
+    } else {
+        name.to_string()
+    }
+}
+
 /// Function names in index order (the name section wants them sorted).
 #[derive(Default)]
 struct NameMapBuilder {
@@ -806,7 +832,7 @@ fn start_function(
             .end();
     }
     for (t, table) in input.tables.iter().enumerate() {
-        if table.ty.initial == 0 {
+        if table.ty.initial == 0 || l.eager_tables {
             continue;
         }
         match &table.init {
@@ -831,6 +857,9 @@ fn start_function(
             offset_expr,
         } = &e.kind
         {
+            if l.eager_tables {
+                continue;
+            }
             let count = match &e.items {
                 wasmparser::ElementItems::Functions(f) => f.count(),
                 wasmparser::ElementItems::Expressions(_, x) => x.count(),

@@ -222,7 +222,7 @@ fn traps_name_the_program() {
     };
     let out = runner.run_captured(&module, "panic_start", &inv).unwrap();
     match out.status {
-        Status::Trap { message, .. } => assert!(message.contains("panic::"), "{message}"),
+        Status::Trap { message, .. } => assert!(message.contains("panic::start"), "{message}"),
         other => panic!("expected a trap, got {other:?}"),
     }
 }
@@ -457,4 +457,103 @@ fn reserved_and_duplicate_routes_get_typed_errors() {
         merge(&ps, &MergeOptions::default()),
         Err(MergeError::Route(_))
     ));
+}
+
+/// A command whose table 0 (4 slots) gets `$a`/`$b` from one active element segment at
+/// `offset`, and whose `_start` exits with the result of calling slot 1 indirectly.
+fn table_program(offset: &str) -> Vec<u8> {
+    wat::parse_str(format!(
+        r#"(module
+             (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+             (memory (export "memory") 1)
+             (global $base i32 (i32.const 1))
+             (global $far i32 (i32.const 10))
+             (table 4 funcref)
+             (type $r (func (result i32)))
+             (func $a (result i32) i32.const 7)
+             (func $b (result i32) i32.const 9)
+             (elem (table 0) ({offset}) func $a $b)
+             (func (export "_start") (call $exit (call_indirect (type $r) (i32.const 1)))))"#
+    ))
+    .unwrap()
+}
+
+#[test]
+fn element_segments_stay_active_only_where_they_cannot_trap() {
+    use wasmparser::{ElementKind, Parser, Payload};
+    // (entry, offset expression, exit code; `None`: the segment is out of bounds)
+    let cases = [
+        ("konst", "i32.const 0", Some(9)),
+        ("global", "global.get $base", Some(7)),
+        (
+            "extended",
+            "i32.sub (global.get $base) (i32.const 1)",
+            Some(9),
+        ),
+        ("outside", "global.get $far", None),
+    ];
+    let wasm: Vec<Vec<u8>> = cases.iter().map(|c| table_program(c.1)).collect();
+    let programs: Vec<Program<'_>> = cases
+        .iter()
+        .zip(&wasm)
+        .map(|(c, w)| Program {
+            name: c.0.into(),
+            wasm: w,
+            aliases: vec![],
+        })
+        .collect();
+    let merged = merge(&programs, &MergeOptions::default()).unwrap();
+    check_isolation(&merged.wasm).unwrap();
+
+    // Tables keep their minimum, and segments stay active, exactly where they cannot trap.
+    let (mut minimums, mut active) = (Vec::new(), 0);
+    for payload in Parser::new(0).parse_all(&merged.wasm) {
+        match payload.unwrap() {
+            Payload::TableSection(r) => {
+                for t in r {
+                    minimums.push(t.unwrap().ty.initial);
+                }
+            }
+            Payload::ElementSection(r) => {
+                for e in r {
+                    active += matches!(e.unwrap().kind, ElementKind::Active { .. }) as usize;
+                }
+            }
+            _ => {}
+        }
+    }
+    for e in &merged.map.entries {
+        let case = cases.iter().find(|c| c.0 == e.name).unwrap();
+        let expected = if case.2.is_some() { 4 } else { 0 };
+        assert_eq!(minimums[e.tables.start as usize], expected, "{}", e.name);
+    }
+    assert_eq!(active, 3);
+
+    // Behaviour: the same results as standalone; the out-of-bounds segment fails only its
+    // own entry (standalone: its instantiation), never the megabinary's instantiation.
+    let runner = Runner::new().unwrap();
+    let module = runner.compile(&merged.wasm).unwrap();
+    let inv = Invocation::default();
+    let out_of_bounds = |s: &Status| matches!(s, Status::Trap { code, message } if format!("{code} {message}").contains("out of bounds"));
+    for ((name, _, exit), w) in cases.iter().zip(&wasm) {
+        let got = runner
+            .run_captured(&module, &format!("{name}_start"), &inv)
+            .unwrap()
+            .status;
+        let alone = runner.compile(w).unwrap();
+        let standalone = runner.run_captured(&alone, "_start", &inv);
+        match exit {
+            Some(code) => {
+                assert_eq!(standalone.unwrap().status, Status::Exit(*code), "{name}");
+                assert_eq!(got, Status::Exit(*code), "{name} merged");
+            }
+            None => {
+                match standalone {
+                    Err(e) => assert!(format!("{e:#}").contains("out of bounds"), "{e:#}"),
+                    Ok(c) => assert!(out_of_bounds(&c.status), "{:?}", c.status),
+                }
+                assert!(out_of_bounds(&got), "{got:?}");
+            }
+        }
+    }
 }

@@ -1,10 +1,21 @@
 //! The one Wasmtime configuration used to compile, precompile and run megabinaries.
 
-use wasmtime::{Config, Engine};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// Memories (and tables) of the largest megabinary: engines accept 100 per module, which is
+/// what the merger's shards are cut to (`merger::limits::MAX_MEMORIES`).
+pub const MODULE_MEMORIES: u32 = 100;
+/// The largest table a module may declare (wasmparser's validation limit).
+pub const MAX_TABLE_ELEMENTS: usize = 10_000_000;
+/// Instances the pool of [`new_engine`] holds at once: one run at a time, plus headroom for
+/// a caller instantiating the next while the previous one is being dropped.
+pub const POOLED_INSTANCES: u32 = 2;
 
 /// The engine configuration: multi-memory on (every program has its own memory), the
 /// proposals the merger accepts, epoch interruption (for `--timeout`; stores without a
-/// limit set their deadline to `u64::MAX`) and parallel Cranelift compilation.
+/// limit set their deadline to `u64::MAX`) and parallel Cranelift compilation. Everything
+/// here that changes generated code is covered by the AOT engine id; the allocation strategy
+/// ([`pooled_config`]) is not, so artifacts work with both.
 pub fn engine_config() -> Config {
     let mut c = Config::new();
     c.wasm_multi_memory(true)
@@ -17,7 +28,39 @@ pub fn engine_config() -> Config {
     c
 }
 
-/// An engine built from [`engine_config`].
+/// [`engine_config`] with Wasmtime's pooling instance allocator, sized for `instances`
+/// concurrent instances of the largest megabinary.
+///
+/// Why: a megabinary defines one memory per program. With the default on-demand allocator,
+/// every instantiation maps (and every drop unmaps) a 4 GiB reservation per memory, for all
+/// programs of the megabinary although only one runs: start-up grows linearly with the number
+/// of programs. The pool reserves the slots once, when the engine is created; instantiating
+/// then takes a free slot per memory, and only the memory the program touched needs resetting.
+/// Guard pages and bounds-check elision stay exactly as with the default allocator.
+///
+/// Limits differ from the on-demand allocator only at the extremes: a memory grows to at most
+/// 4 GiB (the wasm32 maximum anyway), a table to [`MAX_TABLE_ELEMENTS`] slots.
+pub fn pooled_config(instances: u32) -> Config {
+    let mut pool = PoolingAllocationConfig::new();
+    let memories = MODULE_MEMORIES + 1; // + a GC heap
+    pool.total_core_instances(instances)
+        .total_memories(instances * memories)
+        .total_gc_heaps(instances)
+        .total_tables(instances * MODULE_MEMORIES)
+        .max_memories_per_module(MODULE_MEMORIES)
+        .max_tables_per_module(MODULE_MEMORIES)
+        .table_elements(MAX_TABLE_ELEMENTS)
+        .max_memory_size(1 << 32)
+        // Only a bound checked at instantiation; nothing is reserved for it.
+        .max_core_instance_size(1 << 30);
+    let mut c = engine_config();
+    c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    c
+}
+
+/// The engine megabinaries run on: [`pooled_config`] for [`POOLED_INSTANCES`] instances, or
+/// [`engine_config`] (on-demand allocation) where the pool's address space cannot be reserved
+/// (e.g. under a `ulimit -v`).
 pub fn new_engine() -> wasmtime::Result<Engine> {
-    Engine::new(&engine_config())
+    Engine::new(&pooled_config(POOLED_INSTANCES)).or_else(|_| Engine::new(&engine_config()))
 }
