@@ -27,8 +27,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module,
-    PoolingAllocationConfig, ResourceLimiter, Store,
+    Config, Engine, InstancePre, Linker, Module, ResourceLimiter, Store,
 };
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::SinkOutputStream;
@@ -335,7 +334,7 @@ fn hash(dir: &Path) -> Result<()> {
 
 fn configs() -> Vec<(&'static str, Config)> {
     let base = runtime_check::engine_config;
-    let mut out = vec![("default (runtime_check::engine_config)", base())];
+    let mut out = vec![("on-demand allocator (runtime_check::engine_config)", base())];
     let mut c = base();
     c.memory_init_cow(false);
     out.push(("memory_init_cow(false)", c));
@@ -348,17 +347,10 @@ fn configs() -> Vec<(&'static str, Config)> {
         .guard_before_linear_memory(false)
         .memory_reservation_for_growth(1 << 20);
     out.push(("memory_reservation(0) + no guards", c));
-    let mut c = base();
-    let mut pool = PoolingAllocationConfig::new();
-    pool.total_core_instances(4)
-        .total_memories(400)
-        .total_tables(400)
-        .max_memories_per_module(100)
-        .max_tables_per_module(100)
-        .table_elements(20_000)
-        .max_core_instance_size(1 << 20);
-    c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    out.push(("pooling allocator", c));
+    out.push((
+        "pooling allocator (runtime_check::pooled_config, as new_engine)",
+        runtime_check::pooled_config(runtime_check::POOLED_INSTANCES),
+    ));
     out
 }
 

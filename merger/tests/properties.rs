@@ -557,3 +557,50 @@ fn element_segments_stay_active_only_where_they_cannot_trap() {
         }
     }
 }
+
+/// The runner's engine (pooling allocator) takes the largest megabinary the merger makes, 99
+/// entries with a memory and a table each, and instantiates it again and again (slots are
+/// reused, not leaked).
+#[test]
+fn the_largest_megabinary_runs_repeatedly_on_the_runner_engine() {
+    let max = merger::limits::MAX_ENTRIES as usize;
+    let wasm: Vec<Vec<u8>> = (0..max)
+        .map(|i| {
+            let offset = format!("i32.const {}", i % 3);
+            let mut w = table_program(&offset);
+            // distinct bytes per entry: a trailing custom section
+            w.extend_from_slice(&[0, 6, 4, b'c', b'o', b'p', b'y', i as u8]);
+            w
+        })
+        .collect();
+    let programs: Vec<Program<'_>> = wasm
+        .iter()
+        .enumerate()
+        .map(|(i, w)| Program {
+            name: format!("p{i}"),
+            wasm: w,
+            aliases: vec![],
+        })
+        .collect();
+    let merged = merge(&programs, &MergeOptions::default()).unwrap();
+    let runner = Runner::new().unwrap();
+    let module = runner.compile(&merged.wasm).unwrap();
+    let inv = Invocation::default();
+    for round in 0..3 {
+        for i in [0, max / 2, max - 1] {
+            // slot 1 holds $b (9) for offset 0, $a (7) for offset 1, nothing for offset 2
+            let got = runner
+                .run_captured(&module, &format!("p{i}_start"), &inv)
+                .unwrap();
+            match i % 3 {
+                0 => assert_eq!(got.status, Status::Exit(9), "round {round} p{i}"),
+                1 => assert_eq!(got.status, Status::Exit(7), "round {round} p{i}"),
+                _ => assert!(
+                    matches!(&got.status, Status::Trap { .. }),
+                    "round {round} p{i}: {:?}",
+                    got.status
+                ),
+            }
+        }
+    }
+}

@@ -9,5 +9,5 @@ pub mod manifest;
 pub mod run;
 pub mod verify;
 
-pub use engine::{engine_config, new_engine, pooled_config};
+pub use engine::{engine_config, new_engine, pooled_config, POOLED_INSTANCES};
 pub use exec::{Captured, Invocation, Runner, Status};
