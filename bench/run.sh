@@ -188,8 +188,6 @@ process_figures() {
     say "figure 2c: in-process start-up under engine configurations (median µs, stdout to a sink)"
     "$TOOL" startup "$W/out-1" "$W/out-99"
 
-    say "figure 2d: instantiation cost of the passive element segments (Wasmtime evaluates them eagerly)"
-    "$TOOL" elements "$W/out-1" "$W/out-99"
 
     say "figure 5b: compile (Cranelift, parallel) of the N=99 megabinary vs its inputs one by one (best of 2)"
     echo "| set | megabinary | inputs one by one | ratio |"

@@ -6,6 +6,8 @@
 //! Run with `cargo bench --bench build`; `cargo test` never runs it. See docs/benchmarks.md.
 
 mod common;
+#[path = "common/harness.rs"]
+mod harness;
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use std::path::PathBuf;
@@ -59,11 +61,5 @@ fn benches(c: &mut Criterion) {
 }
 
 fn main() {
-    if !std::env::args().any(|a| a == "--bench") {
-        println!("build: skipped (run it with `cargo bench --bench build`)");
-        return;
-    }
-    let mut c = Criterion::default().configure_from_args();
-    benches(&mut c);
-    c.final_summary();
+    harness::main("build", benches);
 }

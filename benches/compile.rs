@@ -6,6 +6,8 @@
 //! Run with `cargo bench --bench compile`; `cargo test` never runs it. See docs/benchmarks.md.
 
 mod common;
+#[path = "common/harness.rs"]
+mod harness;
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use runtime_check::Runner;
@@ -45,11 +47,5 @@ fn benches(c: &mut Criterion) {
 }
 
 fn main() {
-    if !std::env::args().any(|a| a == "--bench") {
-        println!("compile: skipped (run it with `cargo bench --bench compile`)");
-        return;
-    }
-    let mut c = Criterion::default().configure_from_args();
-    benches(&mut c);
-    c.final_summary();
+    harness::main("compile", benches);
 }

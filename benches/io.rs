@@ -7,6 +7,8 @@
 //! Run with `cargo bench --bench io`; `cargo test` never runs it. See docs/benchmarks.md.
 
 mod common;
+#[path = "common/harness.rs"]
+mod harness;
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use runtime_check::{Invocation, Runner, Status};
@@ -83,11 +85,5 @@ fn benches(c: &mut Criterion) {
 }
 
 fn main() {
-    if !std::env::args().any(|a| a == "--bench") {
-        println!("io: skipped (run it with `cargo bench --bench io`)");
-        return;
-    }
-    let mut c = Criterion::default().configure_from_args();
-    benches(&mut c);
-    c.final_summary();
+    harness::main("io", benches);
 }

@@ -11,6 +11,8 @@
 //! Run with `cargo bench --bench startup`; `cargo test` never runs it. See docs/benchmarks.md.
 
 mod common;
+#[path = "common/harness.rs"]
+mod harness;
 
 use criterion::{BenchmarkId, Criterion};
 use runtime_check::{Invocation, Runner, Status};
@@ -97,12 +99,5 @@ fn benches(c: &mut Criterion) {
 }
 
 fn main() {
-    // `cargo bench` passes --bench; under `cargo test --benches` do nothing (no slow setup).
-    if !std::env::args().any(|a| a == "--bench") {
-        println!("startup: skipped (run it with `cargo bench --bench startup`)");
-        return;
-    }
-    let mut c = Criterion::default().configure_from_args();
-    benches(&mut c);
-    c.final_summary();
+    harness::main("startup", benches);
 }

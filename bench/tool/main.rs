@@ -9,8 +9,6 @@
 //! - `hash DIR`: throughput of megabin's scan (classify + sha256) and of plain sha256;
 //! - `startup OUT_1 OUT_N... `: in-process instantiate + run of `/usr/bin/hello` from each
 //!   build output vs the standalone module, under several engine configurations;
-//! - `elements OUT...`: instantiation cost of the megabinary's passive element segments
-//!   (evaluated eagerly by Wasmtime): the megabinary vs a copy with those segments emptied;
 //! - `compile DIR N`: Cranelift compile of the N-program megabinary vs its inputs one by one;
 //! - `aotload OUT...`: what loading an AOT artifact (`build --aot`) costs, step by step;
 //! - `instloop OUT SECONDS CONFIG`: instantiates hello's megabinary in a loop (under `perf`);
@@ -57,7 +55,6 @@ fn main() -> Result<()> {
         Some("timeit") => timeit(args[1].parse()?, &rest(2)),
         Some("hash") => hash(Path::new(&args[1])),
         Some("startup") => startup(&rest(1)),
-        Some("elements") => elements(&rest(1)),
         Some("compile") => compile(Path::new(&args[1]), args[2].parse()?),
         Some("aotload") => aotload(&rest(1)),
         Some("instloop") => instloop(Path::new(&args[1]), args[2].parse()?, args[3].parse()?),
@@ -595,88 +592,6 @@ fn sections(file: &Path) -> Result<()> {
     Ok(())
 }
 
-// ---------------------------------------------------------------------------------------------
-// Experiment: what do passive element segments cost at instantiation?
-
-/// `wasm` with every passive element segment emptied (same count and type; declarative kept).
-/// Only for timing instantiation: running an entry that uses a table would trap.
-fn strip_passive_elements(wasm: &[u8]) -> Result<(Vec<u8>, usize)> {
-    use wasm_encoder::{ElementSection, Elements, RawSection};
-    use wasmparser::{ElementItems, ElementKind, Parser, Payload};
-    let mut out = wasm_encoder::Module::new();
-    let mut removed = 0;
-    for payload in Parser::new(0).parse_all(wasm) {
-        let payload = payload?;
-        if let Payload::ElementSection(reader) = &payload {
-            let mut section = ElementSection::new();
-            for e in reader.clone() {
-                let e = e?;
-                match (e.kind, e.items) {
-                    (ElementKind::Passive, ElementItems::Functions(f)) => {
-                        removed += f.count() as usize;
-                        section.passive(Elements::Functions(Vec::new().into()));
-                    }
-                    (ElementKind::Passive, ElementItems::Expressions(ty, x)) => {
-                        removed += x.count() as usize;
-                        section.passive(Elements::Expressions(ty.try_into()?, Vec::new().into()));
-                    }
-                    (ElementKind::Declared, ElementItems::Functions(f)) => {
-                        let f: Vec<u32> = f.into_iter().collect::<Result<_, _>>()?;
-                        section.declared(Elements::Functions(f.into()));
-                    }
-                    _ => bail!("unexpected element segment kind in a megabinary"),
-                }
-            }
-            out.section(&section);
-            continue;
-        }
-        if let Payload::CodeSectionEntry(_) = payload {
-            continue;
-        }
-        if let Some((id, range)) = payload.as_section() {
-            out.section(&RawSection {
-                id,
-                data: &wasm[range],
-            });
-        }
-    }
-    Ok((out.finish(), removed))
-}
-
-fn elements(outs: &[String]) -> Result<()> {
-    println!("| engine configuration | megabinary | passive elements | instantiate µs | with them emptied µs |");
-    println!("| --- | --- | ---: | ---: | ---: |");
-    let picked = [0usize, 3];
-    for (k, (label, config)) in configs().into_iter().enumerate() {
-        if !picked.contains(&k) {
-            continue;
-        }
-        let engine = Engine::new(&config)?;
-        for out in outs {
-            let (digest, file) = lookup(Path::new(out), "/usr/bin/hello")?;
-            let n = runtime_check::verify::load_manifest(Path::new(out))
-                .map_err(|e| anyhow::anyhow!("{e}"))?
-                .binaries
-                .len();
-            let wasm = std::fs::read(file)?;
-            let (stripped, removed) = strip_passive_elements(&wasm)?;
-            let mut times = Vec::new();
-            for w in [&wasm, &stripped] {
-                let h = Harness::new(&engine, &Module::new(&engine, w)?)?;
-                let entry = Entry::Mega(digest);
-                let (t, _) = sample(20, 20_000, Duration::from_millis(1500), || {
-                    h.run(&entry, &["hello".into()], None, false).unwrap();
-                });
-                times.push(t * 1e6);
-            }
-            println!(
-                "| {label} | N={n} | {removed} | {:.1} | {:.1} |",
-                times[0], times[1]
-            );
-        }
-    }
-    Ok(())
-}
 
 // ---------------------------------------------------------------------------------------------
 // Loading AOT artifacts
