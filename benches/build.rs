@@ -14,14 +14,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 fn merge(set: &[common::Prog], jobs: usize) -> usize {
-    let programs: Vec<merger::Program> = set
-        .iter()
-        .map(|p| merger::Program {
-            name: p.name.clone(),
-            wasm: &p.wasm,
-            aliases: vec![p.name.clone()],
-        })
-        .collect();
+    let programs = common::merger_programs(set);
     merger::merge(&programs, &merger::MergeOptions { jobs })
         .expect("merge")
         .wasm

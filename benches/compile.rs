@@ -23,14 +23,7 @@ fn benches(c: &mut Criterion) {
         .warm_up_time(Duration::from_millis(100))
         .measurement_time(Duration::from_secs(5));
     let set = common::program_set(N);
-    let programs: Vec<merger::Program> = set
-        .iter()
-        .map(|p| merger::Program {
-            name: p.name.clone(),
-            wasm: &p.wasm,
-            aliases: vec![p.name.clone()],
-        })
-        .collect();
+    let programs = common::merger_programs(&set);
     let merged = merger::merge(&programs, &merger::MergeOptions { jobs: 2 }).expect("merge");
     g.throughput(Throughput::Bytes(common::total_bytes(&set)));
     g.bench_with_input(BenchmarkId::new("megabinary", N), &N, |b, _| {

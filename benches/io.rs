@@ -20,14 +20,7 @@ fn benches(c: &mut Criterion) {
     let data = work.join("data");
     common::ensure_text_file(&data.join("big.txt"), common::CAT_BYTES).expect("cat input");
     let set = common::io_set();
-    let programs: Vec<merger::Program> = set
-        .iter()
-        .map(|p| merger::Program {
-            name: p.name.clone(),
-            wasm: &p.wasm,
-            aliases: vec![p.name.clone()],
-        })
-        .collect();
+    let programs = common::merger_programs(&set);
     let merged = merger::merge(&programs, &merger::MergeOptions { jobs: 2 }).expect("merge");
     let runner = Runner::new().expect("runner");
     let mega = runner.compile(&merged.wasm).expect("compile megabinary");

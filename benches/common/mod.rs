@@ -56,6 +56,18 @@ pub struct Prog {
     pub wasm: Vec<u8>,
 }
 
+/// The set as merger inputs (entry name and argv[0] alias = the program's name).
+#[allow(dead_code)] // not every bench (nor the bench tool) merges in process
+pub fn merger_programs(set: &[Prog]) -> Vec<merger::Program<'_>> {
+    set.iter()
+        .map(|p| merger::Program {
+            name: p.name.clone(),
+            wasm: &p.wasm,
+            aliases: vec![p.name.clone()],
+        })
+        .collect()
+}
+
 /// The repository root (the benches run from it; `bench/tool` two levels below).
 pub fn repo_root() -> PathBuf {
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -174,6 +174,13 @@ fn flush<'a>(
 mod tests {
     use super::*;
 
+    /// The bytes of `i32.const v; end` (`v` < 2^31).
+    fn i32_const(v: u32) -> Vec<u8> {
+        let mut e = Vec::new();
+        wasm_encoder::Encode::encode(&wasm_encoder::ConstExpr::i32_const(v as i32), &mut e);
+        e
+    }
+
     fn expr(bytes: &[u8]) -> ConstExpr<'_> {
         ConstExpr::new(wasmparser::BinaryReader::new(bytes, 0))
     }
@@ -203,23 +210,7 @@ mod tests {
 
     #[test]
     fn many_tiny_segments_become_one() {
-        let exprs: Vec<Vec<u8>> = (0..50_000u32)
-            .map(|i| {
-                let mut e = vec![0x41];
-                let mut v = i * 3;
-                loop {
-                    let b = (v & 0x7f) as u8;
-                    v >>= 7;
-                    if v == 0 && b & 0x40 == 0 {
-                        e.push(b);
-                        break;
-                    }
-                    e.push(b | 0x80);
-                }
-                e.push(0x0b);
-                e
-            })
-            .collect();
+        let exprs: Vec<Vec<u8>> = (0..50_000u32).map(|i| i32_const(i * 3)).collect();
         let segs = exprs.iter().map(|e| (expr(e), &b"x"[..])).collect();
         let out = coalesce(segs);
         assert_eq!(out.len(), 1);
@@ -230,23 +221,7 @@ mod tests {
     fn gap_filling_is_bounded_by_the_data_size() {
         // 20,000 one-byte segments 4 KiB apart: filling every gap would turn 20 KB of data into
         // 80 MB of zeros. The budget (data bytes + FILL_SLACK) stops joining early instead.
-        let exprs: Vec<Vec<u8>> = (0..20_000u32)
-            .map(|i| {
-                let mut e = vec![0x41];
-                let mut v = i * 4097;
-                loop {
-                    let b = (v & 0x7f) as u8;
-                    v >>= 7;
-                    if v == 0 && b & 0x40 == 0 {
-                        e.push(b);
-                        break;
-                    }
-                    e.push(b | 0x80);
-                }
-                e.push(0x0b);
-                e
-            })
-            .collect();
+        let exprs: Vec<Vec<u8>> = (0..20_000u32).map(|i| i32_const(i * 4097)).collect();
         let segs = exprs.iter().map(|e| (expr(e), &b"x"[..])).collect();
         let out = coalesce(segs);
         let bytes: u64 = out.iter().map(|a| a.len() as u64).sum();
