@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use megabin::build::{self, BuildOptions};
+use megabin::commands::load::TrustArgs;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -70,9 +71,12 @@ enum Command {
         /// Run an agent tool from the manifest instead of a PROGRAM.
         #[arg(long)]
         tool: Option<String>,
-        /// Refuse to run unless a verified AOT artifact for this engine is present.
+        /// Never compile: run only precompiled code (the verified AOT artifact for this engine,
+        /// or a compile-cache entry).
         #[arg(long)]
         require_aot: bool,
+        #[command(flatten)]
+        trust: TrustArgs,
         /// Build output directory (manifest.json and megabinaries).
         out: PathBuf,
         /// PROGRAM (a rootfs path or sha256:<hex>; omitted with --tool) and its arguments.
@@ -83,13 +87,27 @@ enum Command {
         )]
         command: Vec<String>,
     },
-    /// Check a build against its rootfs: hashes, entries, isolation. Reports every problem.
+    /// Check a build: its trust root, digests, entries, isolation; with --rootfs also every
+    /// program file and the build's provenance. Reports every problem.
+    #[command(after_help = VERIFY_EXIT_CODES)]
     Verify {
         /// Build output directory.
         out: PathBuf,
         /// The rootfs the build was made from.
         #[arg(long)]
-        rootfs: PathBuf,
+        rootfs: Option<PathBuf>,
+        /// The build's container_id, pinned out of band.
+        #[arg(long, value_name = "sha256:HEX", env = runtime_check::trust::EXPECT_ID_ENV,
+              value_parser = runtime_check::trust::parse_pin)]
+        expect_id: Option<String>,
+    },
+    /// Compile every megabinary of a build into the private cache ahead of time (CI warm-up).
+    #[command(after_help = COMPILE_EXIT_CODES)]
+    Compile {
+        #[command(flatten)]
+        trust: TrustArgs,
+        /// Build output directory.
+        out: PathBuf,
     },
     /// Show the programs of a megabinary.
     Inspect {
@@ -108,6 +126,18 @@ const RUN_EXIT_CODES: &str = "Exit codes:
   126  refused: the file's hash, the megabinary or the manifest does not match
   127  not found: path not in the manifest, skipped (not recompiled), unknown digest or tool
   134  the program trapped (the trap and backtrace are printed)";
+
+const VERIFY_EXIT_CODES: &str = "Exit codes:
+  0    the build verifies
+  1    problems found (each is listed)
+  126  refused: the pin does not match, OUT is not trusted, or the manifest was modified
+  127  the build output does not exist";
+
+const COMPILE_EXIT_CODES: &str = "Exit codes:
+  0    every megabinary is compiled and cached (or has a usable AOT artifact)
+  1    the cache cannot be used or written
+  126  refused: the pin does not match, OUT is not trusted, a file does not match
+  127  the build output does not exist";
 
 const BUILD_EXIT_CODES: &str = "Exit codes:
   0  success
@@ -169,6 +199,7 @@ fn main() -> ExitCode {
             timeout,
             tool,
             require_aot,
+            trust,
             out,
             command,
         } => {
@@ -190,26 +221,16 @@ fn main() -> ExitCode {
                     max_memory,
                     timeout,
                     require_aot,
+                    trust,
                 },
             ))
         }
-        Command::Verify { out, rootfs } => {
-            let problems = megabin::commands::verify::verify_build(&out, &rootfs);
-            for p in &problems {
-                eprintln!("megabin: verify: {p}");
-            }
-            if problems.is_empty() {
-                println!(
-                    "megabin: verify: {} is consistent with {}",
-                    out.display(),
-                    rootfs.display()
-                );
-                ExitCode::SUCCESS
-            } else {
-                eprintln!("megabin: verify: {} problem(s)", problems.len());
-                ExitCode::from(1)
-            }
-        }
+        Command::Verify {
+            out,
+            rootfs,
+            expect_id,
+        } => megabin::commands::verify::run(&out, rootfs.as_deref(), expect_id.as_deref()),
+        Command::Compile { trust, out } => exit(megabin::commands::compile::run(&out, &trust)),
         Command::Inspect { target, json } => inspect(&target, json),
     }
 }

@@ -64,7 +64,7 @@ pub fn digest_string(digest: &[u8; 32]) -> String {
     format!("sha256:{hex}")
 }
 
-/// Parses `sha256:<64 hex>` into bytes.
+/// Parses `sha256:<64 hex>` (hex digits in either case) into bytes.
 pub fn parse_digest(s: &str) -> Option<[u8; 32]> {
     let hex = s.strip_prefix("sha256:")?;
     if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {

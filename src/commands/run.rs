@@ -1,9 +1,11 @@
 //! `megabin run`: verify, then run one program of a megabinary on stock Wasmtime.
 
+use super::load::{load_code, open_cache, open_container, TrustArgs};
 use crate::rootfs;
-use runtime_check::aot::{load_module, Loaded};
+use runtime_check::load::LoadOptions;
+use runtime_check::measure::Measurer;
 use runtime_check::run::{run_module, RunConfig};
-use runtime_check::verify::{verify, Refusal, Request, EXIT_NOT_FOUND};
+use runtime_check::verify::{Refusal, Request, EXIT_NOT_FOUND};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -23,6 +25,8 @@ pub struct RunArgs {
     pub timeout: Option<Duration>,
     /// Refuse to compile: run only from a verified AOT artifact.
     pub require_aot: bool,
+    /// Pin, cache and hashing flags.
+    pub trust: TrustArgs,
 }
 
 /// Runs the command; returns the process exit code. Messages go to stderr, prefixed `megabin:`.
@@ -50,12 +54,19 @@ pub fn run(a: &RunArgs) -> i32 {
             return EXIT_NOT_FOUND;
         }
     };
-    let verified = match verify(&a.out, &request) {
+    let refuse = |Refusal { exit_code, message }: Refusal| {
+        eprintln!("megabin: refused: {message}");
+        exit_code
+    };
+    let container = match open_container(&a.out, &a.trust) {
+        Ok(c) => c,
+        Err(r) => return refuse(r),
+    };
+    let cache = open_cache(&a.trust);
+    let measurer = Measurer::new(cache.as_ref(), a.trust.rehash);
+    let verified = match container.verify_request(&request, &measurer) {
         Ok(v) => v,
-        Err(Refusal { exit_code, message }) => {
-            eprintln!("megabin: refused: {message}");
-            return exit_code;
-        }
+        Err(r) => return refuse(r),
     };
     let argv0 = a.argv0.clone().unwrap_or(shown);
     let config = RunConfig {
@@ -74,25 +85,14 @@ pub fn run(a: &RunArgs) -> i32 {
             return 1;
         }
     };
-    let module = match load_module(
-        &engine,
-        &a.out,
-        &verified.manifest,
-        &verified.megabinary,
-        a.require_aot,
-    ) {
-        Ok((module, Loaded::Artifact)) | Ok((module, Loaded::Compiled(None))) => module,
-        Ok((module, Loaded::Compiled(Some(why)))) => {
-            eprintln!(
-                "megabin: note: not using the AOT artifact ({why}); compiled {} instead",
-                verified.megabinary
-            );
-            module
-        }
-        Err(Refusal { exit_code, message }) => {
-            eprintln!("megabin: refused: {message}");
-            return exit_code;
-        }
+    let opts = LoadOptions {
+        cache: cache.as_ref(),
+        measurer: &measurer,
+        require_aot: a.require_aot,
+    };
+    let module = match load_code(&engine, &container, &verified.megabinary, &opts) {
+        Ok((module, _)) => module,
+        Err(r) => return refuse(r),
     };
     let program = verified.entry_point.trim_end_matches("_start").to_string();
     match run_module(&engine, &module, &program, &verified.digest, &config) {
