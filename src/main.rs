@@ -109,6 +109,31 @@ enum Command {
         /// Build output directory.
         out: PathBuf,
     },
+    /// List what can be run: every program's paths, names, short digest and entry; agent tools.
+    List {
+        /// Build output directory.
+        out: PathBuf,
+        #[arg(long, value_name = "sha256:HEX", env = runtime_check::trust::EXPECT_ID_ENV,
+              value_parser = runtime_check::trust::parse_pin)]
+        /// The build's container_id, pinned out of band.
+        expect_id: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print (or --install) the binfmt_misc registration that makes the kernel run executed
+    /// wasm files from this build (exec intercept).
+    Binfmt {
+        /// Build output directory (its absolute path is the registration's interpreter
+        /// directory: the build must be at this path inside containers too).
+        out: PathBuf,
+        /// Create OUT/megabin-binfmt and write the registration.
+        #[arg(long)]
+        install: bool,
+        /// Where to write the registration.
+        #[arg(long, value_name = "FILE", default_value = megabin::commands::binfmt::REGISTER)]
+        register_file: PathBuf,
+    },
     /// Show the programs of a megabinary.
     Inspect {
         /// Build output directory or a megabinary file.
@@ -149,7 +174,14 @@ const BUILD_EXIT_CODES: &str = "Exit codes:
   6  the rootfs holds no WASI command program";
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args
+        .first()
+        .is_some_and(megabin::commands::binfmt::started_as_interpreter)
+    {
+        return exit(megabin::commands::binfmt::run_as_interpreter(args));
+    }
+    let cli = Cli::parse_from(args);
     match cli.command {
         Command::Build {
             rootfs,
@@ -232,6 +264,20 @@ fn main() -> ExitCode {
         } => megabin::commands::verify::run(&out, rootfs.as_deref(), expect_id.as_deref()),
         Command::Compile { trust, out } => exit(megabin::commands::compile::run(&out, &trust)),
         Command::Inspect { target, json } => inspect(&target, json),
+        Command::List {
+            out,
+            expect_id,
+            json,
+        } => list(&out, expect_id.as_deref(), json),
+        Command::Binfmt {
+            out,
+            install,
+            register_file,
+        } => exit(megabin::commands::binfmt::command(
+            &out,
+            install,
+            &register_file,
+        )),
     }
 }
 
@@ -271,6 +317,24 @@ fn inspect(target: &std::path::Path, json: bool) -> ExitCode {
         );
     } else {
         all.iter().for_each(inspect::print);
+    }
+    ExitCode::SUCCESS
+}
+
+fn list(out: &std::path::Path, pin: Option<&str>, json: bool) -> ExitCode {
+    use megabin::commands::list;
+    let container = match runtime_check::trust::Container::open(out, pin) {
+        Ok(c) => c,
+        Err(r) => {
+            eprintln!("megabin: list: refused: {}", r.message);
+            return exit(r.exit_code);
+        }
+    };
+    let l = list::listing(container.manifest());
+    if json {
+        println!("{}", serde_json::to_string_pretty(&l).expect("serializes"));
+    } else {
+        list::print(&l);
     }
     ExitCode::SUCCESS
 }

@@ -79,6 +79,53 @@ fn by_digest<'a>(manifest: &'a Manifest, digest: &str) -> Option<&'a Binary> {
     manifest.binaries.values().find(|b| b.hash == digest)
 }
 
+/// Shortest digest prefix accepted (as `sha256:<12 hex>`).
+pub const MIN_DIGEST_PREFIX: usize = 12;
+
+/// The binary with digest `d`: a full `sha256:<64 hex>` (either case) or a unique prefix of at
+/// least [`MIN_DIGEST_PREFIX`] hex digits.
+fn by_digest_or_prefix<'a>(manifest: &'a Manifest, d: &str) -> Result<&'a Binary, Refusal> {
+    if let Some(full) = parse_digest(d) {
+        let canonical = digest_string(&full);
+        return by_digest(manifest, &canonical).ok_or_else(|| {
+            not_found(format!(
+                "no program with digest {canonical} in the manifest"
+            ))
+        });
+    }
+    let hex = d
+        .strip_prefix("sha256:")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if hex.len() < MIN_DIGEST_PREFIX
+        || hex.len() > 64
+        || !hex.bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        return Err(not_found(format!(
+            "`{d}` is not a digest: sha256: and 64 hex digits, or a unique prefix of at least \
+             {MIN_DIGEST_PREFIX}"
+        )));
+    }
+    let prefix = format!("sha256:{hex}");
+    let mut found: Vec<&Binary> = manifest
+        .binaries
+        .values()
+        .filter(|b| b.hash.starts_with(&prefix))
+        .collect();
+    found.dedup_by(|a, b| a.hash == b.hash);
+    let distinct: std::collections::BTreeSet<&str> =
+        found.iter().map(|b| b.hash.as_str()).collect();
+    match distinct.len() {
+        0 => Err(not_found(format!(
+            "no program with digest {prefix}… in the manifest"
+        ))),
+        1 => Ok(found[0]),
+        n => Err(not_found(format!(
+            "digest prefix {prefix} is ambiguous: {n} programs start with it"
+        ))),
+    }
+}
+
 /// The digest of the program file at `host` (rootfs path `path`), opened without blocking
 /// and without following a final symlink; measured once (see [`Measurer`]).
 fn program_digest(path: &str, host: &Path, measurer: &Measurer) -> Result<String, Refusal> {
@@ -125,16 +172,7 @@ impl Container {
                 }
                 binary
             }
-            Request::Digest(d) => {
-                let canonical = parse_digest(d)
-                    .map(|d| digest_string(&d))
-                    .ok_or_else(|| not_found(format!("`{d}` is not a sha256:<64 hex> digest")))?;
-                by_digest(manifest, &canonical).ok_or_else(|| {
-                    not_found(format!(
-                        "no program with digest {canonical} in the manifest"
-                    ))
-                })?
-            }
+            Request::Digest(d) => by_digest_or_prefix(manifest, d)?,
             Request::Tool(name) => {
                 let d = manifest
                     .agent_tools

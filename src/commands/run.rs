@@ -1,7 +1,7 @@
 //! `megabin run`: verify, then run one program of a megabinary on stock Wasmtime.
 
 use super::load::{load_code, open_cache, open_container, TrustArgs};
-use crate::rootfs;
+use super::lookup::request_for;
 use runtime_check::load::LoadOptions;
 use runtime_check::measure::Measurer;
 use runtime_check::run::{run_module, RunConfig};
@@ -31,29 +31,6 @@ pub struct RunArgs {
 
 /// Runs the command; returns the process exit code. Messages go to stderr, prefixed `megabin:`.
 pub fn run(a: &RunArgs) -> i32 {
-    let (request, shown) = match (&a.tool, &a.program) {
-        (Some(tool), _) => (Request::Tool(tool.clone()), tool.clone()),
-        (None, Some(p)) if p.starts_with("sha256:") => (Request::Digest(p.clone()), p.clone()),
-        (None, Some(p)) => {
-            let path = if p.starts_with('/') {
-                p.clone()
-            } else {
-                format!("/{p}")
-            };
-            let host = rootfs::resolve(&a.rootfs, &path).ok().map(|t| t.host);
-            (
-                Request::Path {
-                    path: path.clone(),
-                    host,
-                },
-                path,
-            )
-        }
-        (None, None) => {
-            eprintln!("megabin: run: give a PROGRAM (path or sha256:digest) or --tool NAME");
-            return EXIT_NOT_FOUND;
-        }
-    };
     let refuse = |Refusal { exit_code, message }: Refusal| {
         eprintln!("megabin: refused: {message}");
         exit_code
@@ -61,6 +38,19 @@ pub fn run(a: &RunArgs) -> i32 {
     let container = match open_container(&a.out, &a.trust) {
         Ok(c) => c,
         Err(r) => return refuse(r),
+    };
+    let (request, shown) = match (&a.tool, &a.program) {
+        (Some(tool), _) => (Request::Tool(tool.clone()), tool.clone()),
+        (None, Some(p)) => match request_for(p, &a.rootfs, container.manifest()) {
+            // argv[0] is what was typed; a relative path is taken from the rootfs root.
+            Ok(r) if p.contains('/') && !p.starts_with('/') => (r, format!("/{p}")),
+            Ok(r) => (r, p.clone()),
+            Err(r) => return refuse(r),
+        },
+        (None, None) => {
+            eprintln!("megabin: run: give a PROGRAM (path, name or sha256:digest) or --tool NAME");
+            return EXIT_NOT_FOUND;
+        }
     };
     let cache = open_cache(&a.trust);
     let measurer = Measurer::new(cache.as_ref(), a.trust.rehash);
