@@ -1,4 +1,5 @@
-//! `megabin verify OUT --rootfs DIR`: check a build against a rootfs, reporting every problem.
+//! `megabin verify OUT --rootfs DIR`: check a build against a rootfs, reporting every problem
+//! (provenance, by rebuilding in memory: [`super::provenance`]).
 
 use crate::rootfs;
 use runtime_check::manifest::digest_string;
@@ -83,5 +84,6 @@ pub fn verify_build(out: &Path, root: &Path) -> Vec<String> {
             ));
         }
     }
+    problems.extend(super::provenance::check_provenance(out, &manifest, root));
     problems
 }
