@@ -384,7 +384,7 @@ fn inspect_lists_entries_of_a_build_and_of_a_bare_megabinary() {
     assert!(o.status.success());
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let entries = v[0]["entries"].as_array().unwrap();
-    assert_eq!(entries.len(), 12);
+    assert_eq!(entries.len(), 13);
     let hello = entries.iter().find(|e| e["name"] == "hello").unwrap();
     assert!(hello["paths"]
         .as_array()
@@ -400,7 +400,7 @@ fn inspect_lists_entries_of_a_build_and_of_a_bare_megabinary() {
         .unwrap();
     let text = String::from_utf8_lossy(&bare.stdout);
     assert!(
-        text.contains("12 programs") && !text.contains("hello_start") && text.contains("hello"),
+        text.contains("13 programs") && !text.contains("hello_start") && text.contains("hello"),
         "{text}"
     );
     let not = megabin()

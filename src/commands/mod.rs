@@ -6,5 +6,6 @@ pub mod inspect;
 pub mod list;
 pub mod load;
 pub mod lookup;
+pub mod provenance;
 pub mod run;
 pub mod verify;

@@ -2,7 +2,8 @@
 //!
 //! OUT on its own: the trust root (the pin, or ownership), the manifest's id and names, every
 //! megabinary's and artifact's digest (always hashed in full), every entry in its megabinary,
-//! the isolation invariant and the agent tools. With `--rootfs`: every listed program file.
+//! the isolation invariant and the agent tools. With `--rootfs`: every listed program file, and
+//! provenance, by rebuilding the rootfs in memory ([`super::provenance`]).
 
 use crate::rootfs;
 use runtime_check::manifest::digest_string;
@@ -71,6 +72,11 @@ pub fn verify_build(container: &Container, root: Option<&Path>) -> Vec<String> {
     }
     if let Some(root) = root {
         problems.extend(check_program_files(manifest, root));
+        problems.extend(super::provenance::check_provenance(
+            container.out(),
+            manifest,
+            root,
+        ));
     }
     problems
 }
