@@ -151,6 +151,20 @@ fn a_forged_but_self_consistent_build_is_refused_under_a_pin() {
         .output()
         .unwrap();
     assert_eq!(v.status.code(), Some(0), "{}", text(&v.stderr));
+    // `verify --rootfs` with the real rootfs proves the forgery's code was not built from it.
+    let v = megabin()
+        .arg("verify")
+        .arg(&evil_out)
+        .arg("--rootfs")
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert_eq!(v.status.code(), Some(1), "{}", text(&v.stderr));
+    assert!(
+        text(&v.stderr).contains("container.wasm is not built from the rootfs"),
+        "{}",
+        text(&v.stderr)
+    );
     // A malformed pin is a usage error.
     let o = run_in(
         &cache,
