@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use megabin::build::{self, BuildOptions};
+use megabin::commands::load::TrustArgs;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -70,9 +71,12 @@ enum Command {
         /// Run an agent tool from the manifest instead of a PROGRAM.
         #[arg(long)]
         tool: Option<String>,
-        /// Refuse to run unless a verified AOT artifact for this engine is present.
+        /// Never compile: run only precompiled code (the verified AOT artifact for this engine,
+        /// or a compile-cache entry).
         #[arg(long)]
         require_aot: bool,
+        #[command(flatten)]
+        trust: TrustArgs,
         /// Build output directory (manifest.json and megabinaries).
         out: PathBuf,
         /// PROGRAM (a rootfs path or sha256:<hex>; omitted with --tool) and its arguments.
@@ -83,13 +87,52 @@ enum Command {
         )]
         command: Vec<String>,
     },
-    /// Check a build against its rootfs: hashes, entries, isolation. Reports every problem.
+    /// Check a build: its trust root, digests, entries, isolation; with --rootfs also every
+    /// program file and the build's provenance. Reports every problem.
+    #[command(after_help = VERIFY_EXIT_CODES)]
     Verify {
         /// Build output directory.
         out: PathBuf,
         /// The rootfs the build was made from.
         #[arg(long)]
-        rootfs: PathBuf,
+        rootfs: Option<PathBuf>,
+        /// The build's container_id, pinned out of band.
+        #[arg(long, value_name = "sha256:HEX", env = runtime_check::trust::EXPECT_ID_ENV,
+              value_parser = runtime_check::trust::parse_pin)]
+        expect_id: Option<String>,
+    },
+    /// Compile every megabinary of a build into the private cache ahead of time (CI warm-up).
+    #[command(after_help = COMPILE_EXIT_CODES)]
+    Compile {
+        #[command(flatten)]
+        trust: TrustArgs,
+        /// Build output directory.
+        out: PathBuf,
+    },
+    /// List what can be run: every program's paths, names, short digest and entry; agent tools.
+    List {
+        /// Build output directory.
+        out: PathBuf,
+        #[arg(long, value_name = "sha256:HEX", env = runtime_check::trust::EXPECT_ID_ENV,
+              value_parser = runtime_check::trust::parse_pin)]
+        /// The build's container_id, pinned out of band.
+        expect_id: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print (or --install) the binfmt_misc registration that makes the kernel run executed
+    /// wasm files from this build (exec intercept).
+    Binfmt {
+        /// Build output directory (its absolute path is the registration's interpreter
+        /// directory: the build must be at this path inside containers too).
+        out: PathBuf,
+        /// Create OUT/megabin-binfmt and write the registration.
+        #[arg(long)]
+        install: bool,
+        /// Where to write the registration.
+        #[arg(long, value_name = "FILE", default_value = megabin::commands::binfmt::REGISTER)]
+        register_file: PathBuf,
     },
     /// Show the programs of a megabinary.
     Inspect {
@@ -109,6 +152,18 @@ const RUN_EXIT_CODES: &str = "Exit codes:
   127  not found: path not in the manifest, skipped (not recompiled), unknown digest or tool
   134  the program trapped (the trap and backtrace are printed)";
 
+const VERIFY_EXIT_CODES: &str = "Exit codes:
+  0    the build verifies
+  1    problems found (each is listed)
+  126  refused: the pin does not match, OUT is not trusted, or the manifest was modified
+  127  the build output does not exist";
+
+const COMPILE_EXIT_CODES: &str = "Exit codes:
+  0    every megabinary is compiled and cached (or has a usable AOT artifact)
+  1    the cache cannot be used or written
+  126  refused: the pin does not match, OUT is not trusted, a file does not match
+  127  the build output does not exist";
+
 const BUILD_EXIT_CODES: &str = "Exit codes:
   0  success
   1  internal or I/O error while building
@@ -119,7 +174,14 @@ const BUILD_EXIT_CODES: &str = "Exit codes:
   6  the rootfs holds no WASI command program";
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args
+        .first()
+        .is_some_and(megabin::commands::binfmt::started_as_interpreter)
+    {
+        return exit(megabin::commands::binfmt::run_as_interpreter(args));
+    }
+    let cli = Cli::parse_from(args);
     match cli.command {
         Command::Build {
             rootfs,
@@ -169,6 +231,7 @@ fn main() -> ExitCode {
             timeout,
             tool,
             require_aot,
+            trust,
             out,
             command,
         } => {
@@ -190,27 +253,31 @@ fn main() -> ExitCode {
                     max_memory,
                     timeout,
                     require_aot,
+                    trust,
                 },
             ))
         }
-        Command::Verify { out, rootfs } => {
-            let problems = megabin::commands::verify::verify_build(&out, &rootfs);
-            for p in &problems {
-                eprintln!("megabin: verify: {p}");
-            }
-            if problems.is_empty() {
-                println!(
-                    "megabin: verify: {} is consistent with {}",
-                    out.display(),
-                    rootfs.display()
-                );
-                ExitCode::SUCCESS
-            } else {
-                eprintln!("megabin: verify: {} problem(s)", problems.len());
-                ExitCode::from(1)
-            }
-        }
+        Command::Verify {
+            out,
+            rootfs,
+            expect_id,
+        } => megabin::commands::verify::run(&out, rootfs.as_deref(), expect_id.as_deref()),
+        Command::Compile { trust, out } => exit(megabin::commands::compile::run(&out, &trust)),
         Command::Inspect { target, json } => inspect(&target, json),
+        Command::List {
+            out,
+            expect_id,
+            json,
+        } => list(&out, expect_id.as_deref(), json),
+        Command::Binfmt {
+            out,
+            install,
+            register_file,
+        } => exit(megabin::commands::binfmt::command(
+            &out,
+            install,
+            &register_file,
+        )),
     }
 }
 
@@ -250,6 +317,24 @@ fn inspect(target: &std::path::Path, json: bool) -> ExitCode {
         );
     } else {
         all.iter().for_each(inspect::print);
+    }
+    ExitCode::SUCCESS
+}
+
+fn list(out: &std::path::Path, pin: Option<&str>, json: bool) -> ExitCode {
+    use megabin::commands::list;
+    let container = match runtime_check::trust::Container::open(out, pin) {
+        Ok(c) => c,
+        Err(r) => {
+            eprintln!("megabin: list: refused: {}", r.message);
+            return exit(r.exit_code);
+        }
+    };
+    let l = list::listing(container.manifest());
+    if json {
+        println!("{}", serde_json::to_string_pretty(&l).expect("serializes"));
+    } else {
+        list::print(&l);
     }
     ExitCode::SUCCESS
 }

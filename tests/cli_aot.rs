@@ -7,7 +7,10 @@ use megabin::manifest::{container_id, Manifest};
 use std::path::Path;
 
 fn run(out: &Path, root: &Path, extra: &[&str]) -> std::process::Output {
+    // A fresh compile cache per run: what is loaded from where is what these tests check.
+    let cache = tempfile::tempdir().unwrap();
     megabin()
+        .env("MEGABIN_CACHE_DIR", cache.path())
         .arg("run")
         .arg("--rootfs")
         .arg(root)
@@ -100,11 +103,13 @@ fn aot_artifact_is_used_only_when_verified() {
     assert_eq!(o.status.code(), Some(0));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains("compiled for engine wasmtime/other")
-            && err.contains("compiled container.wasm instead"),
+        err.contains("not using the AOT artifact")
+            && err.contains("compiled for engine wasmtime/other")
+            && err.contains("compiling container.wasm"),
         "{err}"
     );
-    let o = run(&out, &root, &["--require-aot"]);
+    // (--require-aot means "never compile here": a compile-cache entry would do, so none.)
+    let o = run(&out, &root, &["--require-aot", "--no-cache"]);
     assert_eq!(o.status.code(), Some(126));
     assert!(o.stdout.is_empty());
 
@@ -113,9 +118,16 @@ fn aot_artifact_is_used_only_when_verified() {
     std::fs::remove_file(&cwasm).unwrap();
     let o = run(&out, &root, &[]);
     assert_eq!(o.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot read"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("not using the AOT artifact")
+            && err.contains("container.cwasm does not exist"),
+        "{err}"
+    );
     assert_eq!(
-        run(&out, &root, &["--require-aot"]).status.code(),
+        run(&out, &root, &["--require-aot", "--no-cache"])
+            .status
+            .code(),
         Some(126)
     );
 

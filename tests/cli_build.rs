@@ -17,7 +17,7 @@ fn sample_rootfs_manifest_matches_the_files() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let summary = String::from_utf8_lossy(&o.stdout);
     assert!(
-        summary.contains("merged 12 programs (17 paths)"),
+        summary.contains("merged 13 programs (18 paths)"),
         "{summary}"
     );
     let m = manifest(&out);
@@ -57,7 +57,7 @@ fn sample_rootfs_manifest_matches_the_files() {
     // the JSON summary
     let o = build(&sample_rootfs(), &out, &["--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v["programs"], 12);
+    assert_eq!(v["programs"], 13);
     assert_eq!(v["container_id"], m.container_id.as_str());
 }
 

@@ -15,6 +15,7 @@ fn built_sample(tmp: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let out = tmp.join("out");
     let o = build(&root, &out, &[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    compile(&out);
     (root, out)
 }
 
@@ -209,13 +210,20 @@ fn tampering_is_refused_before_anything_runs() {
     let mut bad = good.clone();
     bad[good.len() / 2] ^= 0x40;
     std::fs::write(&container, &bad).unwrap();
+    // is refused whenever it would be compiled ...
     refused(
-        &run_cmd(&out, &root, &[], "/usr/bin/hello", &[])
+        &run_cmd(&out, &root, &["--no-cache"], "/usr/bin/hello", &[])
             .output()
             .unwrap(),
         126,
         "container.wasm does not match",
     );
+    // ... while a run with a warm compile cache never reads it: the cached code was compiled
+    // from the bytes that matched the manifest's digest, which is what runs.
+    let warm = run_cmd(&out, &root, &[], "/usr/bin/hello", &[])
+        .output()
+        .unwrap();
+    assert_eq!(warm.status.code(), Some(0));
     std::fs::write(&container, &good).unwrap();
 
     // a hash edited in the manifest (container_id no longer matches)
@@ -376,7 +384,7 @@ fn inspect_lists_entries_of_a_build_and_of_a_bare_megabinary() {
     assert!(o.status.success());
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let entries = v[0]["entries"].as_array().unwrap();
-    assert_eq!(entries.len(), 12);
+    assert_eq!(entries.len(), 13);
     let hello = entries.iter().find(|e| e["name"] == "hello").unwrap();
     assert!(hello["paths"]
         .as_array()
@@ -392,7 +400,7 @@ fn inspect_lists_entries_of_a_build_and_of_a_bare_megabinary() {
         .unwrap();
     let text = String::from_utf8_lossy(&bare.stdout);
     assert!(
-        text.contains("12 programs") && !text.contains("hello_start") && text.contains("hello"),
+        text.contains("13 programs") && !text.contains("hello_start") && text.contains("hello"),
         "{text}"
     );
     let not = megabin()

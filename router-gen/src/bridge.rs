@@ -47,24 +47,28 @@ pub fn alloc_signature() -> (Vec<ValType>, Vec<ValType>) {
 }
 
 /// Generates the bridge allocator: 8-byte aligned bump allocation from the cursor global,
-/// growing the bridge memory when needed; traps when 4 GiB would be exceeded or growth fails.
+/// growing the bridge memory when needed; traps when the allocation's end reaches 4 GiB (the
+/// cursor, an `i32`, would wrap to 0) or growth fails.
 pub fn alloc_function(env: &BridgeEnv) -> Function {
-    // param 0: size (i64); locals: start (i32), end (i64)
-    let mut f = Function::new([(1, ValType::I32), (1, ValType::I64)]);
+    // param 0: size (i64); locals: start (i64), end (i64). The arithmetic is 64-bit so that
+    // neither the alignment nor the end wraps around 4 GiB.
+    let mut f = Function::new([(2, ValType::I64)]);
     let (size, start, end) = (0, 1, 2);
     let mut s = f.instructions();
     s.global_get(env.cursor_global)
-        .i32_const(7)
-        .i32_add()
-        .i32_const(-8)
-        .i32_and()
-        .local_tee(start)
         .i64_extend_i32_u()
+        .i64_const(7)
+        .i64_add()
+        .i64_const(-8)
+        .i64_and()
+        .local_tee(start)
         .local_get(size)
         .i64_add()
         .local_tee(end)
+        // An end of 4 GiB or more would wrap the i32 cursor (to 0 for exactly 4 GiB, where the
+        // dispatcher's static data lives).
         .i64_const(1 << 32)
-        .i64_gt_u()
+        .i64_ge_u()
         .if_(BlockType::Empty)
         .unreachable()
         .end()
@@ -98,6 +102,7 @@ pub fn alloc_function(env: &BridgeEnv) -> Function {
         .i32_wrap_i64()
         .global_set(env.cursor_global)
         .local_get(start)
+        .i32_wrap_i64()
         .end();
     f
 }
@@ -385,12 +390,17 @@ impl Gen<'_> {
             .call(self.env.alloc_func)
             .local_set(buf);
         if copy_data {
-            s.local_get(buf)
+            // Empty iovecs are skipped, as wasmtime-wasi does: their pointer is never checked.
+            s.local_get(addr)
+                .i32_load(self.bridge_arg(4))
+                .if_(BlockType::Empty)
+                .local_get(buf)
                 .local_get(addr)
                 .i32_load(self.bridge_arg(0))
                 .local_get(addr)
                 .i32_load(self.bridge_arg(4))
-                .memory_copy(self.env.memory, self.entry);
+                .memory_copy(self.env.memory, self.entry)
+                .end();
         }
         s.local_get(addr)
             .local_get(buf)
@@ -442,6 +452,8 @@ impl Gen<'_> {
             },
         );
         s.local_set(n);
+        // Empty iovecs are skipped, as wasmtime-wasi does: their pointer is never checked.
+        s.local_get(n).if_(BlockType::Empty);
         // dst: the entry's original buffer pointer, read from its own iovec array
         s.local_get(p)
             .local_get(j)
@@ -453,6 +465,7 @@ impl Gen<'_> {
             .i32_load(self.bridge_arg(0))
             .local_get(n)
             .memory_copy(self.entry, self.env.memory);
+        s.end();
         s.local_get(rem).local_get(n).i32_sub().local_set(rem);
         s.local_get(j).i32_const(1).i32_add().local_set(j).br(0);
         s.end().end();

@@ -2,11 +2,16 @@
 //! host: no custom WASI glue, the megabinary's own bridge does the memory routing.
 
 pub mod aot;
+pub mod cache;
 pub mod cases;
 mod engine;
 mod exec;
+pub mod load;
 pub mod manifest;
+pub mod measure;
+pub mod open;
 pub mod run;
+pub mod trust;
 pub mod verify;
 
 pub use engine::{engine_config, new_engine, pooled_config, POOLED_INSTANCES};

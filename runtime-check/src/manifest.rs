@@ -31,6 +31,23 @@ pub struct Manifest {
     /// Ahead-of-time compiled artifacts, when built with `--aot`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aot: Option<Aot>,
+    /// The build options that shape the output, so `megabin verify --rootfs` can rebuild the
+    /// megabinaries from the rootfs and compare. Absent in manifests of older builds. Not
+    /// covered by `container_id`: altering it can only make that rebuild differ, never make
+    /// code that is not from the rootfs match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<BuildInfo>,
+}
+
+/// The options a build was made with (see [`Manifest::build`]).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BuildInfo {
+    /// Cap on a megabinary's estimated size in bytes (`--max-shard-size`).
+    pub max_shard_bytes: u64,
+    /// The configuration's agent tools: name → absolute rootfs path (from `megabin.toml` or
+    /// `--config`).
+    pub agent_tools: BTreeMap<String, String>,
 }
 
 /// Precompiled (native) artifacts of the megabinaries.
@@ -64,7 +81,7 @@ pub fn digest_string(digest: &[u8; 32]) -> String {
     format!("sha256:{hex}")
 }
 
-/// Parses `sha256:<64 hex>` into bytes.
+/// Parses `sha256:<64 hex>` (hex digits in either case) into bytes.
 pub fn parse_digest(s: &str) -> Option<[u8; 32]> {
     let hex = s.strip_prefix("sha256:")?;
     if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {

@@ -2,7 +2,10 @@
 //! digest, and the requested program's file hashes to what the manifest says. Every refusal
 //! carries the exit code the CLI uses (126 "found but refused", 127 "not found").
 
-use crate::manifest::{digest_string, parse_digest, sha256_string, Binary, Manifest};
+use crate::manifest::{digest_string, parse_digest, Binary, Manifest};
+use crate::measure::Measurer;
+use crate::open::{open_regular, OpenError};
+use crate::trust::Container;
 use std::path::{Path, PathBuf};
 
 /// Exit code: found but refused (hash mismatch, tampered megabinary or manifest).
@@ -20,14 +23,16 @@ pub struct Refusal {
     pub message: String,
 }
 
-fn refused(message: String) -> Refusal {
+/// A refusal with [`EXIT_REFUSED`].
+pub(crate) fn refused(message: String) -> Refusal {
     Refusal {
         exit_code: EXIT_REFUSED,
         message,
     }
 }
 
-fn not_found(message: String) -> Refusal {
+/// A refusal with [`EXIT_NOT_FOUND`].
+pub(crate) fn not_found(message: String) -> Refusal {
     Refusal {
         exit_code: EXIT_NOT_FOUND,
         message,
@@ -54,127 +59,138 @@ pub struct Verified {
     pub entry_point: String,
     /// The megabinary file that holds it.
     pub megabinary: String,
-    /// The verified manifest.
-    pub manifest: Manifest,
 }
 
-/// Loads `<out>/manifest.json` and checks that its `container_id` matches its contents.
+/// Loads `<out>/manifest.json` trusted by ownership (see [`Container::open`]).
 pub fn load_manifest(out: &Path) -> Result<Manifest, Refusal> {
-    let path = out.join("manifest.json");
-    let text = std::fs::read(&path)
-        .map_err(|e| not_found(format!("cannot read {}: {e}", path.display())))?;
-    let m: Manifest = serde_json::from_slice(&text)
-        .map_err(|e| refused(format!("{} is not a valid manifest: {e}", path.display())))?;
-    if m.format != crate::manifest::FORMAT {
-        return Err(refused(format!(
-            "{}: unsupported format `{}`",
-            path.display(),
-            m.format
-        )));
-    }
-    if !m.id_is_consistent() {
-        return Err(refused(format!(
-            "{}: container_id does not match its contents (the manifest was modified)",
-            path.display()
-        )));
-    }
-    Ok(m)
+    Container::open(out, None).map(|c| c.manifest().clone())
 }
 
-/// Reads megabinary `name` from `out` and checks it against the manifest digest.
-pub fn load_megabinary(out: &Path, manifest: &Manifest, name: &str) -> Result<Vec<u8>, Refusal> {
-    let expected = manifest
-        .megabinaries
-        .get(name)
-        .ok_or_else(|| refused(format!("megabinary {name} is not listed in the manifest")))?;
-    let path = out.join(name);
-    let bytes = std::fs::read(&path)
-        .map_err(|e| not_found(format!("cannot read {}: {e}", path.display())))?;
-    let actual = sha256_string(&bytes);
-    if &actual != expected {
-        return Err(refused(format!(
-            "{} does not match the manifest: expected {expected}, found {actual}",
-            path.display()
-        )));
-    }
-    Ok(bytes)
-}
-
-/// Hashes a file by streaming it.
+/// Hashes a regular file by streaming it (final symlink not followed, never blocking).
 pub fn hash_file(path: &Path) -> std::io::Result<[u8; 32]> {
-    use sha2::{Digest, Sha256};
-    use std::io::Read;
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finalize().into())
+    let opened = open_regular(path).map_err(|e| match e {
+        OpenError::Io(e) => e,
+        e => std::io::Error::other(e.to_string()),
+    })?;
+    crate::measure::hash_open_file(&opened)
 }
 
 fn by_digest<'a>(manifest: &'a Manifest, digest: &str) -> Option<&'a Binary> {
     manifest.binaries.values().find(|b| b.hash == digest)
 }
 
-/// Verifies `request` against the manifest in `out`. The code that runs it is verified when it
-/// is loaded ([`crate::aot::load_module`]).
-pub fn verify(out: &Path, request: &Request) -> Result<Verified, Refusal> {
-    let manifest = load_manifest(out)?;
-    let binary = match request {
-        Request::Path { path, host } => {
-            if let Some(reason) = manifest.skipped.get(path) {
-                return Err(not_found(format!(
-                    "{path} is not in the megabinary: {reason}"
-                )));
+/// Shortest digest prefix accepted (as `sha256:<12 hex>`).
+pub const MIN_DIGEST_PREFIX: usize = 12;
+
+/// The binary with digest `d`: a full `sha256:<64 hex>` (either case) or a unique prefix of at
+/// least [`MIN_DIGEST_PREFIX`] hex digits.
+fn by_digest_or_prefix<'a>(manifest: &'a Manifest, d: &str) -> Result<&'a Binary, Refusal> {
+    if let Some(full) = parse_digest(d) {
+        let canonical = digest_string(&full);
+        return by_digest(manifest, &canonical).ok_or_else(|| {
+            not_found(format!(
+                "no program with digest {canonical} in the manifest"
+            ))
+        });
+    }
+    let hex = d
+        .strip_prefix("sha256:")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if hex.len() < MIN_DIGEST_PREFIX
+        || hex.len() > 64
+        || !hex.bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        return Err(not_found(format!(
+            "`{d}` is not a digest: sha256: and 64 hex digits, or a unique prefix of at least \
+             {MIN_DIGEST_PREFIX}"
+        )));
+    }
+    let prefix = format!("sha256:{hex}");
+    let mut found: Vec<&Binary> = manifest
+        .binaries
+        .values()
+        .filter(|b| b.hash.starts_with(&prefix))
+        .collect();
+    found.dedup_by(|a, b| a.hash == b.hash);
+    let distinct: std::collections::BTreeSet<&str> =
+        found.iter().map(|b| b.hash.as_str()).collect();
+    match distinct.len() {
+        0 => Err(not_found(format!(
+            "no program with digest {prefix}… in the manifest"
+        ))),
+        1 => Ok(found[0]),
+        n => Err(not_found(format!(
+            "digest prefix {prefix} is ambiguous: {n} programs start with it"
+        ))),
+    }
+}
+
+/// The digest of the program file at `host` (rootfs path `path`), opened without blocking
+/// and without following a final symlink; measured once (see [`Measurer`]).
+fn program_digest(path: &str, host: &Path, measurer: &Measurer) -> Result<String, Refusal> {
+    let opened = open_regular(host).map_err(|e| match e {
+        OpenError::Missing => not_found(format!("{path} does not exist in the rootfs")),
+        e => refused(format!("{path} ({}) {e}", host.display())),
+    })?;
+    let d = measurer
+        .digest(&opened)
+        .map_err(|e| refused(format!("cannot read {path} ({}): {e}", host.display())))?;
+    Ok(digest_string(&d))
+}
+
+impl Container {
+    /// Verifies `request` against the trusted manifest: the program file (for a path) hashes to
+    /// the manifest's digest. The code that runs it is verified when it is loaded
+    /// ([`crate::load::load_module`]).
+    pub fn verify_request(
+        &self,
+        request: &Request,
+        measurer: &Measurer,
+    ) -> Result<Verified, Refusal> {
+        let manifest = self.manifest();
+        let binary = match request {
+            Request::Path { path, host } => {
+                if let Some(reason) = manifest.skipped.get(path) {
+                    return Err(not_found(format!(
+                        "{path} is not in the megabinary: {reason}"
+                    )));
+                }
+                let binary = manifest
+                    .binaries
+                    .get(path)
+                    .ok_or_else(|| not_found(format!("{path} is not listed in the manifest")))?;
+                let host = host
+                    .as_ref()
+                    .ok_or_else(|| not_found(format!("{path} does not exist in the rootfs")))?;
+                let actual = program_digest(path, host, measurer)?;
+                if actual != binary.hash {
+                    return Err(refused(format!(
+                        "{path} was modified or replaced: the manifest expects {}, the file hashes to {actual}",
+                        binary.hash
+                    )));
+                }
+                binary
             }
-            let binary = manifest
-                .binaries
-                .get(path)
-                .ok_or_else(|| not_found(format!("{path} is not listed in the manifest")))?;
-            let host = host
-                .as_ref()
-                .ok_or_else(|| not_found(format!("{path} does not exist in the rootfs")))?;
-            let actual = hash_file(host)
-                .map_err(|e| not_found(format!("cannot read {path} ({}): {e}", host.display())))?;
-            let actual = digest_string(&actual);
-            if actual != binary.hash {
-                return Err(refused(format!(
-                    "{path} was modified or replaced: the manifest expects {}, the file hashes to {actual}",
-                    binary.hash
-                )));
+            Request::Digest(d) => by_digest_or_prefix(manifest, d)?,
+            Request::Tool(name) => {
+                let d = manifest
+                    .agent_tools
+                    .get(name)
+                    .ok_or_else(|| not_found(format!("no agent tool `{name}` in the manifest")))?;
+                by_digest(manifest, d).ok_or_else(|| {
+                    refused(format!(
+                        "agent tool `{name}` names {d}, which no binary has"
+                    ))
+                })?
             }
-            binary
-        }
-        Request::Digest(d) => {
-            if parse_digest(d).is_none() {
-                return Err(not_found(format!("`{d}` is not a sha256:<64 hex> digest")));
-            }
-            by_digest(&manifest, d)
-                .ok_or_else(|| not_found(format!("no program with digest {d} in the manifest")))?
-        }
-        Request::Tool(name) => {
-            let d = manifest
-                .agent_tools
-                .get(name)
-                .ok_or_else(|| not_found(format!("no agent tool `{name}` in the manifest")))?;
-            by_digest(&manifest, d).ok_or_else(|| {
-                refused(format!(
-                    "agent tool `{name}` names {d}, which no binary has"
-                ))
-            })?
-        }
-    };
-    let digest = parse_digest(&binary.hash)
-        .ok_or_else(|| refused(format!("malformed digest {} in the manifest", binary.hash)))?;
-    Ok(Verified {
-        digest,
-        entry_point: binary.entry_point.clone(),
-        megabinary: binary.megabinary.clone(),
-        manifest: manifest.clone(),
-    })
+        };
+        let digest = parse_digest(&binary.hash)
+            .ok_or_else(|| refused(format!("malformed digest {} in the manifest", binary.hash)))?;
+        Ok(Verified {
+            digest,
+            entry_point: binary.entry_point.clone(),
+            megabinary: binary.megabinary.clone(),
+        })
+    }
 }

@@ -1,15 +1,22 @@
 //! `megabin build`: rootfs → megabinaries + `manifest.json`.
 //!
-//! Stages, one way: scan (walk, classify, hash) → check each program (parse, footprint) →
-//! plan shards → merge each shard → write manifest → atomic commit.
+//! Named stages, one way: [`scan`] (walk, classify, read and hash each program once) → `check`
+//! (parse each program's bytes, footprint) → `merge` (plan shards, merge each from the same
+//! bytes) → `manifest` → [`write`] (atomic commit). [`build_outputs`] runs every stage but the
+//! last, in memory; `megabin verify --rootfs` uses it to rebuild and compare.
 
 mod plan;
+#[cfg(test)]
+mod tests;
 mod write;
 
 pub use plan::{plan, shard_file, DEFAULT_MAX_SHARD_BYTES};
 
+pub use crate::config::CONFIG_FILE;
 use crate::config::{Config, ConfigError};
-use crate::manifest::{container_id, digest_string, sha256_string, Aot, Binary, Manifest, FORMAT};
+use crate::manifest::{
+    container_id, digest_string, sha256_string, Aot, Binary, BuildInfo, Manifest, FORMAT,
+};
 use crate::rootfs::{self, ScanError, ScanOptions};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -18,8 +25,6 @@ use std::time::Instant;
 
 /// Name of the manifest file.
 pub const MANIFEST_FILE: &str = "manifest.json";
-/// Name of the configuration file looked up at the rootfs root.
-pub const CONFIG_FILE: &str = "megabin.toml";
 
 /// Build settings.
 #[derive(Clone, Debug)]
@@ -62,9 +67,6 @@ pub enum BuildError {
     /// No program in the rootfs can be merged.
     #[error("no WASI command program found in rootfs {}", .0.display())]
     NothingToBuild(PathBuf),
-    /// Reading a program failed after the scan.
-    #[error("cannot read {path}: {reason}")]
-    Read { path: String, reason: String },
     /// Precompiling a megabinary failed.
     #[error("precompiling (--aot): {0}")]
     Aot(String),
@@ -81,7 +83,7 @@ impl BuildError {
     /// The process exit code for this error (documented in `megabin build --help`).
     pub fn exit_code(&self) -> i32 {
         match self {
-            BuildError::Read { .. } | BuildError::Merge { .. } | BuildError::Aot(_) => 1,
+            BuildError::Merge { .. } | BuildError::Aot(_) => 1,
             BuildError::Rootfs(_) => 3,
             BuildError::Config(_) | BuildError::AgentTool { .. } => 4,
             BuildError::Output { .. } => 5,
@@ -117,38 +119,162 @@ pub struct Summary {
 
 /// A program that passed every check, ready to merge.
 struct Ready {
-    digest: [u8; 32],
     name: String,
     paths: Vec<String>,
-    bytes: Vec<u8>,
+    /// The bytes read by the scan and their digest (the one the manifest records).
+    content: rootfs::Content,
     footprint: merger::Footprint,
+}
+
+/// Stage 1 output: what the rootfs holds.
+pub struct Scanned {
+    scan: rootfs::Scan,
+}
+
+/// Stage 2 output: the programs to merge, in build order, and what was skipped.
+struct Checked {
+    ready: Vec<Ready>,
+    aliases: Vec<Vec<String>>,
+    skipped: BTreeMap<String, String>,
+    warnings: Vec<String>,
+}
+
+/// What a build produces, in memory: nothing is written until [`write`].
+pub struct Built {
+    /// The manifest.
+    pub manifest: Manifest,
+    /// Megabinary file name → bytes, in shard order.
+    pub megabinaries: Vec<(String, Vec<u8>)>,
+    /// AOT artifact file name → bytes (empty without `--aot`).
+    pub artifacts: Vec<(String, Vec<u8>)>,
+    /// Warnings (unreadable files, dangling symlinks, ambiguous names).
+    pub warnings: Vec<String>,
+    /// Programs merged.
+    pub programs: usize,
+    /// Σ size of merged programs.
+    pub input_bytes: u64,
 }
 
 /// Runs a build. Nothing in `opts.out` changes unless the whole build succeeds.
 pub fn build(opts: &BuildOptions) -> Result<Summary, BuildError> {
     let started = Instant::now();
     check_output_dir(&opts.rootfs, &opts.out)?;
-    let config = match &opts.config {
-        Some(p) => Config::load(p)?,
-        None => {
-            // Anything named megabin.toml at the root is the configuration: a directory or
-            // an unreadable file there is an error, not silently no configuration.
-            let p = opts.rootfs.join(CONFIG_FILE);
-            if p.symlink_metadata().is_ok() {
-                Config::load(&p)?
-            } else {
-                Config::default()
-            }
-        }
-    };
     let progress = crate::progress::Progress::new(opts.progress);
+    let built = build_outputs_with(opts, load_config(opts)?, &progress)?;
+    progress.stage("writing outputs");
+    write(opts, &built)?;
+    progress.finish();
+
+    let mut by_reason = BTreeMap::new();
+    for reason in built.manifest.skipped.values() {
+        let kind = reason.split(':').next().unwrap_or(reason).to_string();
+        *by_reason.entry(kind).or_insert(0) += 1;
+    }
+    Ok(Summary {
+        container_id: built.manifest.container_id.clone(),
+        programs: built.programs,
+        paths: built.manifest.binaries.len(),
+        megabinaries: built.megabinaries.iter().map(|(f, _)| f.clone()).collect(),
+        skipped: by_reason,
+        warnings: built.warnings,
+        input_bytes: built.input_bytes,
+        output_bytes: built.megabinaries.iter().map(|(_, w)| w.len() as u64).sum(),
+        aot_bytes: built.artifacts.iter().map(|(_, b)| b.len() as u64).sum(),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Builds in memory: scan, check, merge, manifest (and `--aot` precompilation). Writes nothing
+/// (`opts.out` is not used). Builds are byte-reproducible: the same rootfs and options give the
+/// same bytes.
+pub fn build_outputs(opts: &BuildOptions) -> Result<Built, BuildError> {
+    build_outputs_with(
+        opts,
+        load_config(opts)?,
+        &crate::progress::Progress::new(false),
+    )
+}
+
+/// [`build_outputs`] with the configuration given (e.g. the one a manifest records).
+pub fn build_outputs_with_config(opts: &BuildOptions, config: Config) -> Result<Built, BuildError> {
+    build_outputs_with(opts, config, &crate::progress::Progress::new(false))
+}
+
+fn build_outputs_with(
+    opts: &BuildOptions,
+    config: Config,
+    progress: &crate::progress::Progress,
+) -> Result<Built, BuildError> {
     progress.stage("scanning rootfs");
+    let scanned = scan(opts)?;
+    build_scanned(opts, config, scanned, progress)
+}
+
+/// Stages 2 to 4 on the result of [`scan`].
+fn build_scanned(
+    opts: &BuildOptions,
+    config: Config,
+    scanned: Scanned,
+    progress: &crate::progress::Progress,
+) -> Result<Built, BuildError> {
+    progress.stage("checking programs");
+    let mut checked = check(opts, scanned)?;
+    let agent_tools = agent_tools(&config, &checked)?;
+    let (shards, megabinaries) = merge(opts, &checked, progress)?;
+    let (aot_engine, artifacts) = if opts.aot {
+        let (engine, artifacts) = precompile(&megabinaries, progress)?;
+        (Some(engine), artifacts)
+    } else {
+        (None, Vec::new())
+    };
+    let manifest = manifest(
+        opts,
+        &config,
+        &checked,
+        &shards,
+        agent_tools,
+        &megabinaries,
+        aot_engine.map(|engine| (engine, &artifacts[..])),
+    );
+    Ok(Built {
+        manifest,
+        megabinaries,
+        artifacts,
+        warnings: std::mem::take(&mut checked.warnings),
+        programs: checked.ready.len(),
+        input_bytes: checked
+            .ready
+            .iter()
+            .map(|r| r.content.bytes().len() as u64)
+            .sum(),
+    })
+}
+
+/// The configuration: `--config`, else the rootfs's `megabin.toml` (resolved inside it), else
+/// none.
+pub fn load_config(opts: &BuildOptions) -> Result<Config, BuildError> {
+    Ok(match &opts.config {
+        Some(p) => Config::load(p)?,
+        None => Config::load_from_rootfs(&opts.rootfs)?.unwrap_or_default(),
+    })
+}
+
+/// Stage 1, scan: walk the rootfs, classify every file, read and hash each WASI command module
+/// once (the bytes stay in memory for the later stages).
+pub fn scan(opts: &BuildOptions) -> Result<Scanned, BuildError> {
     let scan = rootfs::scan(
         &opts.rootfs,
         &ScanOptions {
             jobs: opts.jobs.max(1),
         },
     )?;
+    Ok(Scanned { scan })
+}
+
+/// Stage 2, check: each program's footprint (parsing its bytes from the scan, in parallel);
+/// unsupported ones are skipped with a reason. Nothing is read from the rootfs again.
+fn check(opts: &BuildOptions, scanned: Scanned) -> Result<Checked, BuildError> {
+    let scan = scanned.scan;
     let mut skipped: BTreeMap<String, String> = scan
         .skipped
         .iter()
@@ -156,42 +282,37 @@ pub fn build(opts: &BuildOptions) -> Result<Summary, BuildError> {
         .collect();
     let mut warnings = scan.warnings.clone();
     let names = rootfs::entry_names(&scan.programs);
-
-    // Read and check every program (in parallel); unsupported ones are skipped with a reason.
-    progress.stage("checking programs");
+    let too_large = |size: u64| {
+        let e = merger::LimitExceeded {
+            what: "bytes",
+            needed: size,
+            limit: merger::limits::MAX_MODULE_BYTES,
+        };
+        format!("too-large: {e}")
+    };
     let checked = merger::parallel_map(&scan.programs, opts.jobs, |p| {
-        // A program larger than a whole module may be is refused before it is read.
-        if p.size > merger::limits::MAX_MODULE_BYTES {
-            let e = merger::LimitExceeded {
-                what: "bytes",
-                needed: p.size,
-                limit: merger::limits::MAX_MODULE_BYTES,
-            };
-            return Ok((Vec::new(), Err(format!("too-large: {e}"))));
-        }
-        let bytes = std::fs::read(&p.host_path).map_err(|e| BuildError::Read {
-            path: p.primary_path.clone(),
-            reason: e.to_string(),
-        })?;
-        let fp = merger::Footprint::of(&bytes).map_err(|u| skip_reason(&u));
-        let fp = fp.and_then(|f| match merger::fits(&[f]) {
-            Ok(_) => Ok(f),
+        // A program larger than a whole module may be was not kept by the scan.
+        let content = match &p.content {
+            Some(c) if p.size <= merger::limits::MAX_MODULE_BYTES => c,
+            _ => return Err(too_large(p.size)),
+        };
+        let fp = merger::Footprint::of(content.bytes()).map_err(|u| skip_reason(&u))?;
+        match merger::fits(&[fp]) {
+            Ok(_) => Ok(fp),
             Err(e) => Err(format!("too-large: {e}")),
-        });
-        Ok::<_, BuildError>((bytes, fp))
+        }
     });
     let mut ready = Vec::new();
-    for ((p, name), result) in scan.programs.iter().zip(names).zip(checked) {
-        let (bytes, fp) = result?;
-        match fp {
-            Ok(footprint) => ready.push(Ready {
-                digest: p.digest,
+    for ((p, name), result) in scan.programs.into_iter().zip(names).zip(checked) {
+        match (result, p.content) {
+            (Ok(footprint), Some(content)) => ready.push(Ready {
                 name,
-                paths: p.paths.clone(),
-                bytes,
+                paths: p.paths,
+                content,
                 footprint,
             }),
-            Err(reason) => {
+            (Ok(_), None) => unreachable!("checked programs have content"),
+            (Err(reason), _) => {
                 for path in &p.paths {
                     skipped.insert(path.clone(), reason.clone());
                 }
@@ -201,18 +322,26 @@ pub fn build(opts: &BuildOptions) -> Result<Summary, BuildError> {
     if ready.is_empty() {
         return Err(BuildError::NothingToBuild(opts.rootfs.clone()));
     }
-    ready.sort_by_key(|r| r.digest);
+    ready.sort_by_key(|r| r.content.digest());
     let aliases = unique_aliases(&ready, &mut warnings);
+    Ok(Checked {
+        ready,
+        aliases,
+        skipped,
+        warnings,
+    })
+}
 
-    // Agent tools must name merged programs.
+/// Agent tools must name merged programs: tool name → program digest.
+fn agent_tools(config: &Config, checked: &Checked) -> Result<BTreeMap<String, String>, BuildError> {
     let mut agent_tools = BTreeMap::new();
     for (tool, path) in &config.agent_tools {
-        match ready.iter().find(|r| r.paths.contains(path)) {
+        match checked.ready.iter().find(|r| r.paths.contains(path)) {
             Some(r) => {
-                agent_tools.insert(tool.clone(), digest_string(&r.digest));
+                agent_tools.insert(tool.clone(), digest_string(&r.content.digest()));
             }
             None => {
-                let reason = match skipped.get(path) {
+                let reason = match checked.skipped.get(path) {
                     Some(why) => format!("is not merged ({why})"),
                     None => "is not a WASI command program in the rootfs".into(),
                 };
@@ -224,12 +353,22 @@ pub fn build(opts: &BuildOptions) -> Result<Summary, BuildError> {
             }
         }
     }
+    Ok(agent_tools)
+}
 
-    // Shards, each merged on all threads.
+/// Shard plan (program indices per megabinary) and megabinaries (file name, bytes).
+type Merged = (Vec<Vec<usize>>, Vec<(String, Vec<u8>)>);
+
+/// Stage 3, merge: plan the shards and merge each one (on all threads) from the scanned bytes.
+fn merge(
+    opts: &BuildOptions,
+    checked: &Checked,
+    progress: &crate::progress::Progress,
+) -> Result<Merged, BuildError> {
+    let ready = &checked.ready;
     let footprints: Vec<_> = ready.iter().map(|r| r.footprint).collect();
     let shards = plan(&footprints, opts.max_shard_bytes);
-    let mut outputs: Vec<(String, Vec<u8>)> = Vec::new();
-    let mut binaries = BTreeMap::new();
+    let mut outputs = Vec::new();
     for (k, members) in shards.iter().enumerate() {
         let file = shard_file(k);
         progress.stage(&format!("merging {file} ({} programs)", members.len()));
@@ -237,8 +376,8 @@ pub fn build(opts: &BuildOptions) -> Result<Summary, BuildError> {
             .iter()
             .map(|&i| merger::Program {
                 name: ready[i].name.clone(),
-                wasm: &ready[i].bytes,
-                aliases: aliases[i].clone(),
+                wasm: ready[i].content.bytes(),
+                aliases: checked.aliases[i].clone(),
             })
             .collect();
         let merged = merger::merge(&programs, &merger::MergeOptions { jobs: opts.jobs }).map_err(
@@ -247,94 +386,107 @@ pub fn build(opts: &BuildOptions) -> Result<Summary, BuildError> {
                 source,
             },
         )?;
+        outputs.push((file, merged.wasm));
+    }
+    Ok((shards, outputs))
+}
+
+/// `--aot`: precompiles each megabinary for the runner's engine; returns the engine id and the
+/// artifacts.
+#[allow(clippy::type_complexity)]
+fn precompile(
+    megabinaries: &[(String, Vec<u8>)],
+    progress: &crate::progress::Progress,
+) -> Result<(String, Vec<(String, Vec<u8>)>), BuildError> {
+    let engine = runtime_check::new_engine().map_err(|e| BuildError::Aot(e.to_string()))?;
+    let mut artifacts = Vec::new();
+    for (file, wasm) in megabinaries {
+        progress.stage(&format!("precompiling {file}"));
+        let native = runtime_check::aot::precompile(&engine, wasm)
+            .map_err(|e| BuildError::Aot(format!("{file}: {e}")))?;
+        artifacts.push((runtime_check::aot::artifact_name(file), native));
+    }
+    Ok((runtime_check::aot::engine_id(&engine), artifacts))
+}
+
+/// Stage 4, manifest: every path's program and megabinary, the digests, the container id, and
+/// the options a rebuild needs.
+fn manifest(
+    opts: &BuildOptions,
+    config: &Config,
+    checked: &Checked,
+    shards: &[Vec<usize>],
+    agent_tools: BTreeMap<String, String>,
+    megabinaries: &[(String, Vec<u8>)],
+    aot: Option<(String, &[(String, Vec<u8>)])>,
+) -> Manifest {
+    let mut binaries = BTreeMap::new();
+    for (k, members) in shards.iter().enumerate() {
         for &i in members {
-            for path in &ready[i].paths {
+            let r = &checked.ready[i];
+            for path in &r.paths {
                 binaries.insert(
                     path.clone(),
                     Binary {
-                        hash: digest_string(&ready[i].digest),
-                        entry_point: format!("{}_start", ready[i].name),
-                        megabinary: file.clone(),
-                        size: ready[i].bytes.len() as u64,
+                        hash: digest_string(&r.content.digest()),
+                        entry_point: format!("{}_start", r.name),
+                        megabinary: shard_file(k),
+                        size: r.content.bytes().len() as u64,
                     },
                 );
             }
         }
-        outputs.push((file, merged.wasm));
     }
-    let megabinaries: BTreeMap<String, String> = outputs
+    let digests: BTreeMap<String, String> = megabinaries
         .iter()
         .map(|(f, w)| (f.clone(), sha256_string(w)))
         .collect();
-    let mut artifacts: Vec<(String, Vec<u8>)> = Vec::new();
-    let aot = if opts.aot {
-        let engine = runtime_check::new_engine().map_err(|e| BuildError::Aot(e.to_string()))?;
-        for (file, wasm) in &outputs {
-            progress.stage(&format!("precompiling {file}"));
-            let native = runtime_check::aot::precompile(&engine, wasm)
-                .map_err(|e| BuildError::Aot(format!("{file}: {e}")))?;
-            artifacts.push((runtime_check::aot::artifact_name(file), native));
-        }
-        Some(Aot {
-            engine: runtime_check::aot::engine_id(&engine),
-            artifacts: artifacts
-                .iter()
-                .map(|(f, b)| (f.clone(), sha256_string(b)))
-                .collect(),
-        })
-    } else {
-        None
-    };
-    let manifest = Manifest {
+    let aot = aot.map(|(engine, artifacts)| Aot {
+        engine,
+        artifacts: artifacts
+            .iter()
+            .map(|(f, b)| (f.clone(), sha256_string(b)))
+            .collect(),
+    });
+    Manifest {
         format: FORMAT.to_string(),
-        container_id: container_id(&megabinaries, &binaries, &agent_tools, aot.as_ref()),
+        container_id: container_id(&digests, &binaries, &agent_tools, aot.as_ref()),
         megabinary: shard_file(0),
-        megabinaries,
+        megabinaries: digests,
         binaries,
         agent_tools,
-        skipped,
+        skipped: checked.skipped.clone(),
         aot,
-    };
+        build: Some(BuildInfo {
+            max_shard_bytes: opts.max_shard_bytes,
+            agent_tools: config.agent_tools.clone(),
+        }),
+    }
+}
 
-    progress.stage("writing outputs");
+/// Stage 5, write: stage every file in `opts.out`, commit them atomically (manifest last),
+/// then remove outputs of an earlier build that this one no longer has.
+pub fn write(opts: &BuildOptions, built: &Built) -> Result<(), BuildError> {
     let out_err = |e: std::io::Error| BuildError::Output {
         path: opts.out.clone(),
         reason: e.to_string(),
     };
     let mut staged = write::Staged::new(&opts.out).map_err(out_err)?;
-    for (file, bytes) in outputs.iter().chain(&artifacts) {
+    for (file, bytes) in built.megabinaries.iter().chain(&built.artifacts) {
         staged.add(file, bytes).map_err(out_err)?;
     }
     staged
-        .add(MANIFEST_FILE, &manifest.to_json())
+        .add(MANIFEST_FILE, &built.manifest.to_json())
         .map_err(out_err)?;
     staged.commit().map_err(out_err)?;
-    let files: Vec<String> = outputs.iter().map(|(f, _)| f.clone()).collect();
-    let written: Vec<String> = outputs
+    let written: Vec<String> = built
+        .megabinaries
         .iter()
-        .chain(&artifacts)
+        .chain(&built.artifacts)
         .map(|(f, _)| f.clone())
         .collect();
     write::remove_stale_outputs(&opts.out, &written);
-    progress.finish();
-
-    let mut by_reason = BTreeMap::new();
-    for reason in manifest.skipped.values() {
-        let kind = reason.split(':').next().unwrap_or(reason).to_string();
-        *by_reason.entry(kind).or_insert(0) += 1;
-    }
-    Ok(Summary {
-        container_id: manifest.container_id.clone(),
-        programs: ready.len(),
-        paths: manifest.binaries.len(),
-        megabinaries: files,
-        skipped: by_reason,
-        warnings,
-        input_bytes: ready.iter().map(|r| r.bytes.len() as u64).sum(),
-        output_bytes: outputs.iter().map(|(_, w)| w.len() as u64).sum(),
-        aot_bytes: artifacts.iter().map(|(_, b)| b.len() as u64).sum(),
-        seconds: started.elapsed().as_secs_f64(),
-    })
+    Ok(())
 }
 
 /// The manifest reason for a program the merger refuses.

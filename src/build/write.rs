@@ -1,9 +1,16 @@
 //! Atomic output: every file goes to a temporary in the output directory and is renamed into
 //! place only when all of them are written, the manifest last. A failed build leaves the
 //! previous outputs untouched and no temporaries behind.
+//!
+//! Temporaries are created with `O_CREAT | O_EXCL` under unpredictable names (a random suffix
+//! from the `tempfile` crate, seeded by the OS): whatever someone planted in the output
+//! directory (a symlink at a guessed staging name, a symlink at a final name) is never followed,
+//! so its target is never written. `rename` replaces a planted symlink at a final name by the
+//! new file without following it.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use tempfile::TempPath;
 
 /// Prefix of temporary files in the output directory.
 const TMP_PREFIX: &str = ".megabin-tmp-";
@@ -11,7 +18,7 @@ const TMP_PREFIX: &str = ".megabin-tmp-";
 /// Files being written; dropped without [`Staged::commit`] they are removed.
 pub struct Staged {
     dir: PathBuf,
-    files: Vec<(PathBuf, PathBuf)>,
+    files: Vec<(TempPath, PathBuf)>,
 }
 
 impl Staged {
@@ -24,25 +31,25 @@ impl Staged {
         })
     }
 
-    /// Writes `bytes` to a temporary that [`Staged::commit`] renames to `name`.
+    /// Writes `bytes` to a new temporary (exclusive create, random name) that
+    /// [`Staged::commit`] renames to `name`.
     pub fn add(&mut self, name: &str, bytes: &[u8]) -> std::io::Result<()> {
-        let tmp = self
-            .dir
-            .join(format!("{TMP_PREFIX}{}-{name}", std::process::id()));
+        let mut file = tempfile::Builder::new()
+            .prefix(TMP_PREFIX)
+            .suffix(&format!("-{name}"))
+            .tempfile_in(&self.dir)?;
         let final_path = self.dir.join(name);
-        self.files.push((tmp.clone(), final_path));
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()
+        file.write_all(bytes)?;
+        file.as_file().sync_all()?;
+        self.files.push((file.into_temp_path(), final_path));
+        Ok(())
     }
 
     /// Renames every staged file into place, in the order added.
     pub fn commit(mut self) -> std::io::Result<()> {
         for (tmp, final_path) in std::mem::take(&mut self.files) {
-            if let Err(e) = std::fs::rename(&tmp, &final_path) {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(e);
-            }
+            // On failure the temporary is removed when the returned error drops it.
+            tmp.persist(&final_path).map_err(|e| e.error)?;
         }
         if let Ok(d) = std::fs::File::open(&self.dir) {
             let _ = d.sync_all();
@@ -50,15 +57,6 @@ impl Staged {
         Ok(())
     }
 }
-
-impl Drop for Staged {
-    fn drop(&mut self) {
-        for (tmp, _) in &self.files {
-            let _ = std::fs::remove_file(tmp);
-        }
-    }
-}
-
 /// Removes megabinaries and artifacts (`container.cwasm`, `container-N.wasm`,
 /// `container-N.cwasm`) of an earlier build that the new manifest does not list (called after
 /// the new manifest is in place).

@@ -1,9 +1,11 @@
 //! `megabin run`: verify, then run one program of a megabinary on stock Wasmtime.
 
-use crate::rootfs;
-use runtime_check::aot::{load_module, Loaded};
+use super::load::{load_code, open_cache, open_container, TrustArgs};
+use super::lookup::request_for;
+use runtime_check::load::LoadOptions;
+use runtime_check::measure::Measurer;
 use runtime_check::run::{run_module, RunConfig};
-use runtime_check::verify::{verify, Refusal, Request, EXIT_NOT_FOUND};
+use runtime_check::verify::{Refusal, Request, EXIT_NOT_FOUND};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -23,39 +25,38 @@ pub struct RunArgs {
     pub timeout: Option<Duration>,
     /// Refuse to compile: run only from a verified AOT artifact.
     pub require_aot: bool,
+    /// Pin, cache and hashing flags.
+    pub trust: TrustArgs,
 }
 
 /// Runs the command; returns the process exit code. Messages go to stderr, prefixed `megabin:`.
 pub fn run(a: &RunArgs) -> i32 {
+    let refuse = |Refusal { exit_code, message }: Refusal| {
+        eprintln!("megabin: refused: {message}");
+        exit_code
+    };
+    let container = match open_container(&a.out, &a.trust) {
+        Ok(c) => c,
+        Err(r) => return refuse(r),
+    };
     let (request, shown) = match (&a.tool, &a.program) {
         (Some(tool), _) => (Request::Tool(tool.clone()), tool.clone()),
-        (None, Some(p)) if p.starts_with("sha256:") => (Request::Digest(p.clone()), p.clone()),
-        (None, Some(p)) => {
-            let path = if p.starts_with('/') {
-                p.clone()
-            } else {
-                format!("/{p}")
-            };
-            let host = rootfs::resolve(&a.rootfs, &path).ok().map(|t| t.host);
-            (
-                Request::Path {
-                    path: path.clone(),
-                    host,
-                },
-                path,
-            )
-        }
+        (None, Some(p)) => match request_for(p, &a.rootfs, container.manifest()) {
+            // argv[0] is what was typed; a relative path is taken from the rootfs root.
+            Ok(r) if p.contains('/') && !p.starts_with('/') => (r, format!("/{p}")),
+            Ok(r) => (r, p.clone()),
+            Err(r) => return refuse(r),
+        },
         (None, None) => {
-            eprintln!("megabin: run: give a PROGRAM (path or sha256:digest) or --tool NAME");
+            eprintln!("megabin: run: give a PROGRAM (path, name or sha256:digest) or --tool NAME");
             return EXIT_NOT_FOUND;
         }
     };
-    let verified = match verify(&a.out, &request) {
+    let cache = open_cache(&a.trust);
+    let measurer = Measurer::new(cache.as_ref(), a.trust.rehash);
+    let verified = match container.verify_request(&request, &measurer) {
         Ok(v) => v,
-        Err(Refusal { exit_code, message }) => {
-            eprintln!("megabin: refused: {message}");
-            return exit_code;
-        }
+        Err(r) => return refuse(r),
     };
     let argv0 = a.argv0.clone().unwrap_or(shown);
     let config = RunConfig {
@@ -74,25 +75,14 @@ pub fn run(a: &RunArgs) -> i32 {
             return 1;
         }
     };
-    let module = match load_module(
-        &engine,
-        &a.out,
-        &verified.manifest,
-        &verified.megabinary,
-        a.require_aot,
-    ) {
-        Ok((module, Loaded::Artifact)) | Ok((module, Loaded::Compiled(None))) => module,
-        Ok((module, Loaded::Compiled(Some(why)))) => {
-            eprintln!(
-                "megabin: note: not using the AOT artifact ({why}); compiled {} instead",
-                verified.megabinary
-            );
-            module
-        }
-        Err(Refusal { exit_code, message }) => {
-            eprintln!("megabin: refused: {message}");
-            return exit_code;
-        }
+    let opts = LoadOptions {
+        cache: cache.as_ref(),
+        measurer: &measurer,
+        require_aot: a.require_aot,
+    };
+    let module = match load_code(&engine, &container, &verified.megabinary, &opts) {
+        Ok((module, _)) => module,
+        Err(r) => return refuse(r),
     };
     let program = verified.entry_point.trim_end_matches("_start").to_string();
     match run_module(&engine, &module, &program, &verified.digest, &config) {

@@ -1,52 +1,117 @@
-//! `megabin verify OUT --rootfs DIR`: check a build against a rootfs, reporting every problem.
+//! `megabin verify OUT [--rootfs DIR] [--expect-id ID]`: check a build, reporting every problem.
+//!
+//! OUT on its own: the trust root (the pin, or ownership), the manifest's id and names, every
+//! megabinary's and artifact's digest (always hashed in full), every entry in its megabinary,
+//! the isolation invariant and the agent tools. With `--rootfs`: every listed program file, and
+//! provenance, by rebuilding the rootfs in memory ([`super::provenance`]).
 
 use crate::rootfs;
 use runtime_check::manifest::digest_string;
-use runtime_check::verify::{hash_file, load_manifest, load_megabinary};
+use runtime_check::measure::Measurer;
+use runtime_check::trust::Container;
+use runtime_check::verify::hash_file;
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::process::ExitCode;
 
-/// Every problem found (empty: the build verifies).
-pub fn verify_build(out: &Path, root: &Path) -> Vec<String> {
-    let manifest = match load_manifest(out) {
-        Ok(m) => m,
-        Err(e) => return vec![e.message],
+/// Runs the command: prints the problems (or that the build is consistent).
+pub fn run(out: &Path, rootfs: Option<&Path>, pin: Option<&str>) -> ExitCode {
+    let container = match Container::open(out, pin) {
+        Ok(c) => c,
+        Err(r) => {
+            eprintln!("megabin: verify: refused: {}", r.message);
+            return ExitCode::from(r.exit_code.clamp(0, 255) as u8);
+        }
     };
+    let problems = verify_build(&container, rootfs);
+    for p in &problems {
+        eprintln!("megabin: verify: {p}");
+    }
+    if problems.is_empty() {
+        let against = rootfs.map_or(String::new(), |r| format!(" with {}", r.display()));
+        println!("megabin: verify: {} is consistent{against}", out.display());
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("megabin: verify: {} problem(s)", problems.len());
+        ExitCode::from(1)
+    }
+}
+
+/// Every problem found in an opened build (empty: the build verifies).
+pub fn verify_build(container: &Container, root: Option<&Path>) -> Vec<String> {
+    let manifest = container.manifest();
+    // verify always hashes in full: it is the explicit check.
+    let full = Measurer::new(None, true);
     let mut problems = Vec::new();
     for name in manifest.megabinaries.keys() {
-        let wasm = match load_megabinary(out, &manifest, name) {
+        let wasm = match container.megabinary_bytes(name, &full) {
             Ok(w) => w,
             Err(e) => {
                 problems.push(e.message);
                 continue;
             }
         };
-        match merger::read_entries_section(&wasm) {
-            None => problems.push(format!("{name}: no readable megabin.entries section")),
-            Some(map) => {
-                let present: BTreeSet<(String, String)> = map
-                    .entries
-                    .iter()
-                    .map(|e| (digest_string(&e.digest), e.start_export.clone()))
-                    .collect();
-                for (path, b) in manifest
-                    .binaries
-                    .iter()
-                    .filter(|(_, b)| &b.megabinary == name)
-                {
-                    if !present.contains(&(b.hash.clone(), b.entry_point.clone())) {
-                        problems.push(format!(
-                            "{path}: {name} has no entry {} with digest {}",
-                            b.entry_point, b.hash
-                        ));
-                    }
-                }
-            }
-        }
+        problems.extend(check_entries(manifest, name, &wasm));
         if let Err(found) = merger::check_isolation(&wasm) {
             problems.extend(found.into_iter().map(|p| format!("{name}: isolation: {p}")));
         }
     }
+    if let Some(aot) = &manifest.aot {
+        for (file, expected) in &aot.artifacts {
+            if let Err(e) = container.verified_file(file, expected, &full) {
+                problems.push(e.to_string());
+            }
+        }
+    }
+    for (tool, d) in &manifest.agent_tools {
+        if !manifest.binaries.values().any(|b| &b.hash == d) {
+            problems.push(format!(
+                "agent tool `{tool}` names {d}, which no binary has"
+            ));
+        }
+    }
+    if let Some(root) = root {
+        problems.extend(check_program_files(manifest, root));
+        problems.extend(super::provenance::check_provenance(
+            container.out(),
+            manifest,
+            root,
+        ));
+    }
+    problems
+}
+
+/// Every binary of megabinary `name` has its digest and entry in the `megabin.entries` section.
+fn check_entries(
+    manifest: &runtime_check::manifest::Manifest,
+    name: &str,
+    wasm: &[u8],
+) -> Vec<String> {
+    let Some(map) = merger::read_entries_section(wasm) else {
+        return vec![format!("{name}: no readable megabin.entries section")];
+    };
+    let present: BTreeSet<(String, String)> = map
+        .entries
+        .iter()
+        .map(|e| (digest_string(&e.digest), e.start_export.clone()))
+        .collect();
+    manifest
+        .binaries
+        .iter()
+        .filter(|(_, b)| b.megabinary == name)
+        .filter(|(_, b)| !present.contains(&(b.hash.clone(), b.entry_point.clone())))
+        .map(|(path, b)| {
+            format!(
+                "{path}: {name} has no entry {} with digest {}",
+                b.entry_point, b.hash
+            )
+        })
+        .collect()
+}
+
+/// Every listed path exists in the rootfs and hashes to its digest.
+fn check_program_files(manifest: &runtime_check::manifest::Manifest, root: &Path) -> Vec<String> {
+    let mut problems = Vec::new();
     for (path, b) in &manifest.binaries {
         match rootfs::resolve(root, path) {
             Err(e) => problems.push(format!("{path}: cannot be resolved in the rootfs ({e:?})")),
@@ -59,28 +124,6 @@ pub fn verify_build(out: &Path, root: &Path) -> Vec<String> {
                 )),
                 Ok(_) => {}
             },
-        }
-    }
-    if let Some(aot) = &manifest.aot {
-        for (file, expected) in &aot.artifacts {
-            match std::fs::read(out.join(file)) {
-                Err(e) => problems.push(format!("{file}: cannot be read: {e}")),
-                Ok(bytes) => {
-                    let actual = runtime_check::manifest::sha256_string(&bytes);
-                    if &actual != expected {
-                        problems.push(format!(
-                            "{file} does not match the manifest: expected {expected}, found {actual}"
-                        ));
-                    }
-                }
-            }
-        }
-    }
-    for (tool, d) in &manifest.agent_tools {
-        if !manifest.binaries.values().any(|b| &b.hash == d) {
-            problems.push(format!(
-                "agent tool `{tool}` names {d}, which no binary has"
-            ));
         }
     }
     problems

@@ -1,8 +1,11 @@
 //! Reading, classifying and hashing files, in parallel.
 //!
-//! Each file is read at most once, sequentially, with a fixed-size buffer: the first bytes
-//! classify it; a core wasm module is then streamed through SHA-256 and the section scanner at
-//! the same time. Non-wasm files are never read past their first bytes.
+//! Each file is read at most once, sequentially: the first bytes classify it; a core wasm
+//! module is then read whole into memory (fed to the section scanner on the way) and hashed from
+//! those bytes, which the build later merges without reading the file again (so the merged code
+//! is the code the manifest digest names). Non-wasm files are never read past their first bytes;
+//! a module larger than [`MAX_KEPT_BYTES`] (which the build refuses as too large anyway) is
+//! streamed through SHA-256 instead of being kept.
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -14,7 +17,10 @@ use std::thread;
 use sha2::{Digest, Sha256};
 
 use super::classify::{classify_header, Header, ModuleKind, ModuleScanner, HEADER_LEN};
-use super::{ScanError, SkipReason};
+use super::{Content, ScanError, SkipReason};
+
+/// Largest module whose bytes the scan keeps (the largest module an engine accepts).
+pub(crate) const MAX_KEPT_BYTES: u64 = merger::limits::MAX_MODULE_BYTES;
 
 /// Size of the read buffer of each worker.
 const BUF_SIZE: usize = 256 << 10;
@@ -41,6 +47,8 @@ pub(crate) enum FileOutcome {
         digest: [u8; 32],
         /// Content length.
         size: u64,
+        /// The content, unless larger than [`MAX_KEPT_BYTES`].
+        content: Option<Content>,
     },
     /// An executable (or wasm file) that is not a program.
     Skipped(SkipReason),
@@ -107,7 +115,8 @@ pub(crate) fn process_one(job: &FileJob, buf: &mut [u8]) -> FileOutcome {
 
 fn read_and_hash(job: &FileJob, buf: &mut [u8]) -> io::Result<FileOutcome> {
     let mut file = File::open(&job.host)?;
-    if !file.metadata()?.is_file() {
+    let meta = file.metadata()?;
+    if !meta.is_file() {
         // Replaced by something else since the walk.
         return Ok(FileOutcome::Data);
     }
@@ -129,9 +138,25 @@ fn read_and_hash(job: &FileJob, buf: &mut [u8]) -> io::Result<FileOutcome> {
         Header::Data => return Ok(FileOutcome::Data),
     };
     let mut scanner = module;
+    // The bytes read so far, while they fit MAX_KEPT_BYTES; past that, a streaming hash.
+    let mut kept: Option<Vec<u8>> = (meta.len() <= MAX_KEPT_BYTES)
+        .then(|| Vec::with_capacity(meta.len().max(filled as u64) as usize));
     let mut hasher = Sha256::new();
-    let mut size = filled as u64;
-    hasher.update(&buf[..filled]);
+    let mut size = 0u64;
+    let mut take = |chunk: &[u8], kept: &mut Option<Vec<u8>>| {
+        size += chunk.len() as u64;
+        match kept {
+            Some(v) if size <= MAX_KEPT_BYTES => v.extend_from_slice(chunk),
+            Some(v) => {
+                // Grew past the bound while being read: stop keeping it.
+                hasher.update(&v[..]);
+                hasher.update(chunk);
+                *kept = None;
+            }
+            None => hasher.update(chunk),
+        }
+    };
+    take(&buf[..filled], &mut kept);
     let mut chunk_start = HEADER_LEN;
     let mut chunk_end = filled;
     loop {
@@ -145,15 +170,26 @@ fn read_and_hash(job: &FileJob, buf: &mut [u8]) -> io::Result<FileOutcome> {
         if n == 0 {
             break;
         }
-        hasher.update(&buf[..n]);
-        size += n as u64;
+        take(&buf[..n], &mut kept);
         chunk_start = 0;
         chunk_end = n;
     }
     Ok(match scanner.finish() {
-        Ok(ModuleKind::Command) => FileOutcome::Program {
-            digest: hasher.finalize().into(),
-            size,
+        Ok(ModuleKind::Command) => match kept {
+            // The digest is computed from the very bytes the build will merge.
+            Some(bytes) => {
+                let content = Content::new(bytes);
+                FileOutcome::Program {
+                    digest: content.digest(),
+                    size: content.bytes().len() as u64,
+                    content: Some(content),
+                }
+            }
+            None => FileOutcome::Program {
+                digest: hasher.finalize().into(),
+                size,
+                content: None,
+            },
         },
         Ok(ModuleKind::Reactor) => skip(SkipReason::WasmReactor),
         Err(msg) => skip(SkipReason::InvalidWasm(msg)),

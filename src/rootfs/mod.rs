@@ -2,7 +2,8 @@
 //!
 //! [`scan`] walks every file under the rootfs directory (never following symlinked directories,
 //! visiting entries in sorted order), resolves symlinks *inside* the rootfs as a `chroot` would,
-//! classifies each file by content and hashes (SHA-256) each WASI command module in parallel.
+//! classifies each file by content and reads each WASI command module once, in parallel, into
+//! memory ([`Program::content`]), hashing (SHA-256) exactly those bytes.
 //! Files with identical content (copies, hard links, symlinks) become a single [`Program`] that
 //! lists all of their in-rootfs paths. Executables that cannot become part of the megabinary are
 //! reported in [`Scan::skipped`] with a [`SkipReason`]; ordinary data files are ignored.
@@ -26,6 +27,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub use names::{entry_names, sanitize_name, RESERVED_NAMES};
 pub use resolve::{resolve, ResolveError, Target};
@@ -82,10 +84,55 @@ pub struct Program {
     /// file rather than a symlink (e.g. `/bin/busybox` rather than `/bin/[`), or the first path
     /// if every path is a symlink. Always an element of `paths`.
     pub primary_path: String,
-    /// A host file holding the module's bytes (inside the scanned rootfs directory).
+    /// A host file that held the module's bytes when scanned (inside the scanned rootfs
+    /// directory), for messages: the build uses [`Program::content`] and never reads it again.
     pub host_path: PathBuf,
     /// Size of the module in bytes.
     pub size: u64,
+    /// The module's bytes as the scan read them (their digest is [`Program::digest`]); `None`
+    /// only for a module larger than an engine accepts, which is not kept in memory.
+    pub content: Option<Content>,
+}
+
+/// A program's bytes as read once from the rootfs, with the SHA-256 computed from exactly those
+/// bytes: the only constructor hashes what it holds, so the digest a manifest records for a
+/// [`Content`] is always the digest of the bytes merged from it. Cloning shares the bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Content {
+    digest: [u8; 32],
+    bytes: Arc<Vec<u8>>,
+}
+
+impl Content {
+    /// Takes `bytes` and hashes them.
+    pub fn new(bytes: Vec<u8>) -> Self {
+        use sha2::Digest as _;
+        Content {
+            digest: sha2::Sha256::digest(&bytes).into(),
+            bytes: Arc::new(bytes),
+        }
+    }
+
+    /// SHA-256 of [`Content::bytes`].
+    pub fn digest(&self) -> [u8; 32] {
+        self.digest
+    }
+
+    /// The bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl fmt::Debug for Content {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Content(sha256:{}, {} bytes)",
+            hex(&self.digest),
+            self.bytes.len()
+        )
+    }
 }
 
 impl Program {
@@ -313,6 +360,7 @@ pub fn scan(root: &Path, opts: &ScanOptions) -> Result<Scan, ScanError> {
         direct: BTreeSet<String>,
         host: Option<(String, PathBuf)>,
         size: u64,
+        content: Option<Content>,
     }
     let mut groups: BTreeMap<[u8; 32], Group> = BTreeMap::new();
     for (entry, outcome) in entries.into_iter().zip(outcomes) {
@@ -329,12 +377,18 @@ pub fn scan(root: &Path, opts: &ScanOptions) -> Result<Scan, ScanError> {
                     skipped.insert(path, reason.clone());
                 }
             }
-            hash::FileOutcome::Program { digest, size } => {
+            hash::FileOutcome::Program {
+                digest,
+                size,
+                content,
+            } => {
+                // Identical copies: the first one read is kept, the others dropped here.
                 let group = groups.entry(digest).or_insert_with(|| Group {
                     paths: BTreeSet::new(),
                     direct: BTreeSet::new(),
                     host: None,
                     size,
+                    content,
                 });
                 // The host file of the entry with the smallest path, so the choice is
                 // deterministic.
@@ -366,6 +420,7 @@ pub fn scan(root: &Path, opts: &ScanOptions) -> Result<Scan, ScanError> {
                 primary_path,
                 host_path,
                 size: group.size,
+                content: group.content,
             })
         })
         .collect();

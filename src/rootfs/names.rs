@@ -86,6 +86,7 @@ mod tests {
             primary_path: primary.to_string(),
             host_path: PathBuf::from(primary),
             size: 0,
+            content: None,
         }
     }
 

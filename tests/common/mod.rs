@@ -4,9 +4,17 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-/// The megabin binary under test.
+/// The megabin binary under test, with a compile cache of the test run's own (under the
+/// target directory) unless a test sets `MEGABIN_CACHE_DIR` itself, and no pin from the
+/// environment.
 pub fn megabin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_megabin"))
+    let mut c = Command::new(env!("CARGO_BIN_EXE_megabin"));
+    c.env(
+        "MEGABIN_CACHE_DIR",
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("megabin-cache"),
+    )
+    .env_remove("MEGABIN_EXPECT_ID");
+    c
 }
 
 /// The sample rootfs.
@@ -24,6 +32,17 @@ pub fn build(rootfs: &Path, out: &Path, args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("megabin runs")
+}
+
+/// Runs `megabin compile OUT`: fills the compile cache, so later runs print nothing of
+/// their own on stderr (differential tests compare stderr with a standalone run).
+pub fn compile(out: &Path) {
+    let o = megabin()
+        .arg("compile")
+        .arg(out)
+        .output()
+        .expect("megabin runs");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
 /// Runs a command with `stdin` piped in.

@@ -1,0 +1,102 @@
+//! `megabin list OUT [--json]`: what can be run from a build (as BusyBox's `--list`): every
+//! program with its paths, the bare names a `PATH` lookup finds it by, its short digest and
+//! its entry, and the agent tools.
+
+use super::lookup::DEFAULT_PATH;
+use crate::manifest::Manifest;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Hex digits of the short digest form (`sha256:<12 hex>`), the shortest prefix accepted.
+pub const SHORT_DIGEST: usize = runtime_check::verify::MIN_DIGEST_PREFIX;
+
+/// One runnable program.
+#[derive(Debug, Serialize)]
+pub struct Listed {
+    /// `sha256:<hex>`.
+    pub digest: String,
+    /// Its entry export.
+    pub entry: String,
+    /// The megabinary holding it.
+    pub megabinary: String,
+    /// Every rootfs path that runs it.
+    pub paths: Vec<String>,
+    /// Bare names that find it through the rootfs's `PATH` directories.
+    pub names: Vec<String>,
+}
+
+/// Everything runnable, for `--json`.
+#[derive(Debug, Serialize)]
+pub struct Listing {
+    /// The build's id.
+    pub container_id: String,
+    /// Programs by digest order.
+    pub programs: Vec<Listed>,
+    /// Agent tool name → program digest.
+    pub agent_tools: BTreeMap<String, String>,
+}
+
+/// The listing of a trusted manifest.
+pub fn listing(m: &Manifest) -> Listing {
+    let mut by_digest: BTreeMap<&str, Listed> = BTreeMap::new();
+    for (path, b) in &m.binaries {
+        let l = by_digest.entry(&b.hash).or_insert_with(|| Listed {
+            digest: b.hash.clone(),
+            entry: b.entry_point.clone(),
+            megabinary: b.megabinary.clone(),
+            paths: Vec::new(),
+            names: Vec::new(),
+        });
+        l.paths.push(path.clone());
+    }
+    // A bare name finds the first PATH directory's program of that name.
+    let mut taken = std::collections::BTreeSet::new();
+    for dir in DEFAULT_PATH {
+        for (path, b) in &m.binaries {
+            let Some(name) = path
+                .strip_prefix(dir)
+                .and_then(|r| r.strip_prefix('/'))
+                .filter(|n| !n.contains('/'))
+            else {
+                continue;
+            };
+            if taken.insert(name.to_string()) {
+                if let Some(l) = by_digest.get_mut(b.hash.as_str()) {
+                    l.names.push(name.to_string());
+                }
+            }
+        }
+    }
+    Listing {
+        container_id: m.container_id.clone(),
+        programs: by_digest.into_values().collect(),
+        agent_tools: m.agent_tools.clone(),
+    }
+}
+
+/// `sha256:<12 hex>`.
+pub fn short(digest: &str) -> String {
+    let hex = digest.trim_start_matches("sha256:");
+    format!("sha256:{}", &hex[..SHORT_DIGEST.min(hex.len())])
+}
+
+/// Prints the listing as a table.
+pub fn print(l: &Listing) {
+    for p in &l.programs {
+        let names = if p.names.is_empty() {
+            String::new()
+        } else {
+            format!("  ({})", p.names.join(", "))
+        };
+        println!("{}  {}  {}{names}", short(&p.digest), p.entry, p.megabinary);
+        for path in &p.paths {
+            println!("    {path}");
+        }
+    }
+    if !l.agent_tools.is_empty() {
+        println!("agent tools:");
+        for (name, d) in &l.agent_tools {
+            println!("  {name}  {}", short(d));
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! The controller's load path, shared by `run`, `compile` and `verify`: open the build output
+//! under its trust root, open the private cache, load a megabinary's code while telling the
+//! user what happens (a spinner on a terminal while compiling).
+
+use crate::progress::Progress;
+use runtime_check::cache::{default_location, Cache};
+use runtime_check::load::{load_module, LoadEvent, LoadOptions, Loaded};
+use runtime_check::trust::{parse_pin, Container, EXPECT_ID_ENV};
+use runtime_check::verify::Refusal;
+use std::io::IsTerminal;
+use std::path::Path;
+use wasmtime::{Engine, Module};
+
+/// Trust and cache flags of the commands that load a build.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct TrustArgs {
+    /// The build's container_id, pinned out of band (CI log, image label): anything else is
+    /// refused (126) before it is loaded, and OUT may then live anywhere.
+    #[arg(long, value_name = "sha256:HEX", env = EXPECT_ID_ENV, value_parser = parse_pin)]
+    pub expect_id: Option<String>,
+    /// Do not use the private compile and measurement cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Hash every file in full, ignoring verified-once measurements.
+    #[arg(long)]
+    pub rehash: bool,
+}
+
+/// Opens OUT under the pin of `t` (or ownership).
+pub fn open_container(out: &Path, t: &TrustArgs) -> Result<Container, Refusal> {
+    Container::open(out, t.expect_id.as_deref())
+}
+
+/// The private cache, unless `--no-cache`; a cache that cannot be used is reported once and
+/// bypassed (every run then hashes in full and compiles).
+pub fn open_cache(t: &TrustArgs) -> Option<Cache> {
+    if t.no_cache {
+        return None;
+    }
+    let Some(root) = default_location() else {
+        eprintln!(
+            "megabin: note: no cache directory (set MEGABIN_CACHE_DIR, XDG_CACHE_HOME or HOME); \
+             nothing is cached"
+        );
+        return None;
+    };
+    match Cache::open(&root) {
+        Ok(c) => Some(c),
+        Err(why) => {
+            eprintln!("megabin: note: not using the cache: {why}");
+            None
+        }
+    }
+}
+
+/// Loads `megabinary`'s code, printing notes and a compile message (with a spinner on a
+/// terminal) on stderr.
+pub fn load_code(
+    engine: &Engine,
+    container: &Container,
+    megabinary: &str,
+    opts: &LoadOptions,
+) -> Result<(Module, Loaded), Refusal> {
+    let mut progress: Option<Progress> = None;
+    let result = load_module(
+        engine,
+        container,
+        megabinary,
+        opts,
+        &mut |event| match event {
+            LoadEvent::ArtifactNotUsed(why) => {
+                eprintln!("megabin: note: not using the AOT artifact ({why})")
+            }
+            LoadEvent::CacheProblem(why) => eprintln!("megabin: note: {why}"),
+            LoadEvent::Compiling {
+                megabinary,
+                bytes,
+                cache,
+            } => {
+                let msg = match &cache {
+                    Some(dir) => format!(
+                        "compiling {megabinary} ({}), once; cached in {}",
+                        human_size(bytes),
+                        dir.display()
+                    ),
+                    None => format!(
+                        "compiling {megabinary} ({}); not cached (--no-cache or no cache)",
+                        human_size(bytes)
+                    ),
+                };
+                eprintln!("megabin: {msg}");
+                let p = Progress::new(std::io::stderr().is_terminal());
+                p.stage(&msg);
+                progress = Some(p);
+            }
+            LoadEvent::Compiled => progress = None,
+        },
+    );
+    drop(progress);
+    result
+}
+
+/// `1.5 MB`-style sizes for messages.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KB", "MB", "GB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u + 1 < UNITS.len() {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.0} {}", UNITS[u])
+    }
+}

@@ -1,0 +1,124 @@
+//! `megabin verify OUT --rootfs DIR`, provenance: builds are byte-reproducible, so the rootfs is
+//! rebuilt in memory with the options the manifest records and the result is compared with the
+//! build. A megabinary whose code does not come from the rootfs is reported even when its
+//! manifest is self-consistent, and so is every WASI program of the rootfs that the build lacks
+//! (a stale build).
+
+use crate::build::{self, BuildOptions, DEFAULT_MAX_SHARD_BYTES};
+use crate::config::Config;
+use crate::manifest::Manifest;
+use std::collections::BTreeSet;
+use std::path::Path;
+
+/// Rebuilds `rootfs` in memory (nothing is written) and compares it with the build in `out`
+/// described by `manifest`. Returns every problem found (empty: the build is what the rootfs
+/// gives).
+pub fn check_provenance(out: &Path, manifest: &Manifest, rootfs: &Path) -> Vec<String> {
+    let mut problems = Vec::new();
+    let opts = BuildOptions {
+        rootfs: rootfs.to_path_buf(),
+        out: out.to_path_buf(),
+        config: None,
+        jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        max_shard_bytes: manifest
+            .build
+            .as_ref()
+            .map_or(DEFAULT_MAX_SHARD_BYTES, |b| b.max_shard_bytes),
+        progress: false,
+        aot: false,
+    };
+    // The recorded configuration; a manifest without one (an older megabin) is rebuilt with
+    // the defaults and the rootfs's own megabin.toml.
+    let rebuilt = match &manifest.build {
+        Some(b) => build::build_outputs_with_config(
+            &opts,
+            Config {
+                agent_tools: b.agent_tools.clone(),
+            },
+        ),
+        None => {
+            problems.push(
+                "the manifest records no build options (an older megabin): rebuilding with \
+                 the defaults"
+                    .to_string(),
+            );
+            build::build_outputs(&opts)
+        }
+    };
+    let rebuilt = match rebuilt {
+        Ok(b) => b.manifest,
+        Err(e) => {
+            problems.push(format!(
+                "cannot rebuild from the rootfs {}: {e}",
+                rootfs.display()
+            ));
+            return problems;
+        }
+    };
+
+    // Megabinaries: the code itself.
+    let names: BTreeSet<&String> = manifest
+        .megabinaries
+        .keys()
+        .chain(rebuilt.megabinaries.keys())
+        .collect();
+    for name in names {
+        match (
+            manifest.megabinaries.get(name),
+            rebuilt.megabinaries.get(name),
+        ) {
+            (Some(have), Some(want)) if have != want => problems.push(format!(
+                "{name} is not built from the rootfs {}: it is {have}, rebuilding gives {want}",
+                rootfs.display()
+            )),
+            (Some(_), None) => problems.push(format!(
+                "{name} is not built from the rootfs {}: rebuilding gives no such megabinary",
+                rootfs.display()
+            )),
+            (None, Some(_)) => problems.push(format!(
+                "{name}: rebuilding from the rootfs gives this megabinary, the build lacks it"
+            )),
+            _ => {}
+        }
+    }
+
+    // Paths: programs the build lacks (stale build), has in excess, or maps differently.
+    let paths: BTreeSet<&String> = manifest
+        .binaries
+        .keys()
+        .chain(rebuilt.binaries.keys())
+        .collect();
+    for path in paths {
+        match (manifest.binaries.get(path), rebuilt.binaries.get(path)) {
+            (None, Some(b)) => problems.push(format!(
+                "{path}: WASI program in the rootfs ({}) that the build lacks (stale build?)",
+                b.hash
+            )),
+            (Some(_), None) => problems.push(format!(
+                "{path}: in the build, but not a merged WASI program of the rootfs{}",
+                rebuilt
+                    .skipped
+                    .get(path)
+                    .map(|why| format!(" ({why})"))
+                    .unwrap_or_default()
+            )),
+            (Some(have), Some(want)) if have != want => problems.push(format!(
+                "{path}: the build has {} as {} in {}, rebuilding gives {} as {} in {}",
+                have.hash,
+                have.entry_point,
+                have.megabinary,
+                want.hash,
+                want.entry_point,
+                want.megabinary
+            )),
+            _ => {}
+        }
+    }
+    if manifest.agent_tools != rebuilt.agent_tools {
+        problems.push(format!(
+            "agent tools differ from the rebuild's: the build has {:?}, rebuilding gives {:?}",
+            manifest.agent_tools, rebuilt.agent_tools
+        ));
+    }
+    problems
+}
