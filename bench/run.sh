@@ -11,7 +11,7 @@
 #   bench/run.sh criterion  criterion benches only
 #   bench/run.sh trust      real programs: warm `megabin run` vs the stock wasmtime CLI, 1 MB vs
 #                           190 MB container, first run and compile cache, the CLI's floor
-#                           (about 20 minutes, most of it `build --aot` of 190 MB)
+#                           (about 30 minutes, most of it `build --aot` of 190 MB)
 #
 # Env: RUNS (repetitions of whole-process measurements, default 3; `trust` uses TRUST_RUNS,
 # default 7; TRUST_REUSE=1 keeps existing build outputs, TRUST_FIRST_RUN_LIMIT (s, default
