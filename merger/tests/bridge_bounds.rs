@@ -86,7 +86,6 @@ fn a_bridge_allocation_ending_at_4_gib_traps() {
     }
 }
 
-
 #[test]
 fn empty_iovecs_with_out_of_range_pointers_behave_as_standalone() {
     let fixtures = runtime_check::cases::fixture_programs();
