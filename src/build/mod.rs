@@ -139,14 +139,17 @@ struct Checked {
     warnings: Vec<String>,
 }
 
+/// Output files in memory: file name → bytes, in write order.
+pub type Files = Vec<(String, Vec<u8>)>;
+
 /// What a build produces, in memory: nothing is written until [`write`].
 pub struct Built {
     /// The manifest.
     pub manifest: Manifest,
     /// Megabinary file name → bytes, in shard order.
-    pub megabinaries: Vec<(String, Vec<u8>)>,
+    pub megabinaries: Files,
     /// AOT artifact file name → bytes (empty without `--aot`).
-    pub artifacts: Vec<(String, Vec<u8>)>,
+    pub artifacts: Files,
     /// Warnings (unreadable files, dangling symlinks, ambiguous names).
     pub warnings: Vec<String>,
     /// Programs merged.
@@ -234,7 +237,7 @@ fn build_scanned(
         &shards,
         agent_tools,
         &megabinaries,
-        aot_engine.map(|engine| (engine, &artifacts[..])),
+        aot_engine.map(|engine| (engine, &artifacts)),
     );
     Ok(Built {
         manifest,
@@ -357,7 +360,7 @@ fn agent_tools(config: &Config, checked: &Checked) -> Result<BTreeMap<String, St
 }
 
 /// Shard plan (program indices per megabinary) and megabinaries (file name, bytes).
-type Merged = (Vec<Vec<usize>>, Vec<(String, Vec<u8>)>);
+type Merged = (Vec<Vec<usize>>, Files);
 
 /// Stage 3, merge: plan the shards and merge each one (on all threads) from the scanned bytes.
 fn merge(
@@ -393,11 +396,10 @@ fn merge(
 
 /// `--aot`: precompiles each megabinary for the runner's engine; returns the engine id and the
 /// artifacts.
-#[allow(clippy::type_complexity)]
 fn precompile(
-    megabinaries: &[(String, Vec<u8>)],
+    megabinaries: &Files,
     progress: &crate::progress::Progress,
-) -> Result<(String, Vec<(String, Vec<u8>)>), BuildError> {
+) -> Result<(String, Files), BuildError> {
     let engine = runtime_check::new_engine().map_err(|e| BuildError::Aot(e.to_string()))?;
     let mut artifacts = Vec::new();
     for (file, wasm) in megabinaries {
@@ -417,8 +419,8 @@ fn manifest(
     checked: &Checked,
     shards: &[Vec<usize>],
     agent_tools: BTreeMap<String, String>,
-    megabinaries: &[(String, Vec<u8>)],
-    aot: Option<(String, &[(String, Vec<u8>)])>,
+    megabinaries: &Files,
+    aot: Option<(String, &Files)>,
 ) -> Manifest {
     let mut binaries = BTreeMap::new();
     for (k, members) in shards.iter().enumerate() {
