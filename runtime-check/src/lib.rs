@@ -5,6 +5,7 @@ pub mod aot;
 pub mod cases;
 mod engine;
 mod exec;
+pub mod host;
 pub mod manifest;
 pub mod run;
 pub mod verify;

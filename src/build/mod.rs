@@ -38,6 +38,10 @@ pub struct BuildOptions {
     pub progress: bool,
     /// Also write precompiled artifacts (`container.cwasm`, …) for the runner's engine.
     pub aot: bool,
+    /// Merge programs that import functions of non-WASI host modules, each such import
+    /// replaced by a stub that traps when called (`--stub-foreign-imports`; also switched on
+    /// by `stub_foreign_imports = true` in the configuration).
+    pub stub_foreign_imports: bool,
 }
 
 /// Why a build failed. [`BuildError::exit_code`] gives the documented exit code.
@@ -156,6 +160,10 @@ pub fn build(opts: &BuildOptions) -> Result<Summary, BuildError> {
         .collect();
     let mut warnings = scan.warnings.clone();
     let names = rootfs::entry_names(&scan.programs);
+    let merge_options = merger::MergeOptions {
+        jobs: opts.jobs,
+        stub_foreign_imports: opts.stub_foreign_imports || config.stub_foreign_imports,
+    };
 
     // Read and check every program (in parallel); unsupported ones are skipped with a reason.
     progress.stage("checking programs");
@@ -173,7 +181,7 @@ pub fn build(opts: &BuildOptions) -> Result<Summary, BuildError> {
             path: p.primary_path.clone(),
             reason: e.to_string(),
         })?;
-        let fp = merger::Footprint::of(&bytes).map_err(|u| skip_reason(&u));
+        let fp = merger::Footprint::of_with(&bytes, &merge_options).map_err(|u| skip_reason(&u));
         let fp = fp.and_then(|f| match merger::fits(&[f]) {
             Ok(_) => Ok(f),
             Err(e) => Err(format!("too-large: {e}")),
@@ -241,13 +249,12 @@ pub fn build(opts: &BuildOptions) -> Result<Summary, BuildError> {
                 aliases: aliases[i].clone(),
             })
             .collect();
-        let merged = merger::merge(&programs, &merger::MergeOptions { jobs: opts.jobs }).map_err(
-            |source| BuildError::Merge {
+        let merged =
+            merger::merge(&programs, &merge_options).map_err(|source| BuildError::Merge {
                 shard: file.clone(),
                 source,
-            },
-        )?;
-        for &i in members {
+            })?;
+        for (&i, entry) in members.iter().zip(&merged.map.entries) {
             for path in &ready[i].paths {
                 binaries.insert(
                     path.clone(),
@@ -256,6 +263,7 @@ pub fn build(opts: &BuildOptions) -> Result<Summary, BuildError> {
                         entry_point: format!("{}_start", ready[i].name),
                         megabinary: file.clone(),
                         size: ready[i].bytes.len() as u64,
+                        stubbed_imports: entry.stubbed_imports.clone(),
                     },
                 );
             }

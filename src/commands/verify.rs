@@ -24,19 +24,33 @@ pub fn verify_build(out: &Path, root: &Path) -> Vec<String> {
         match merger::read_entries_section(&wasm) {
             None => problems.push(format!("{name}: no readable megabin.entries section")),
             Some(map) => {
-                let present: BTreeSet<(String, String)> = map
+                let present: BTreeSet<(String, String, Vec<String>)> = map
                     .entries
                     .iter()
-                    .map(|e| (digest_string(&e.digest), e.start_export.clone()))
+                    .map(|e| {
+                        let stubbed = e.stubbed_imports.clone();
+                        (digest_string(&e.digest), e.start_export.clone(), stubbed)
+                    })
                     .collect();
                 for (path, b) in manifest
                     .binaries
                     .iter()
                     .filter(|(_, b)| &b.megabinary == name)
                 {
-                    if !present.contains(&(b.hash.clone(), b.entry_point.clone())) {
+                    let entry = (
+                        b.hash.clone(),
+                        b.entry_point.clone(),
+                        b.stubbed_imports.clone(),
+                    );
+                    if !present.contains(&entry) {
+                        let stubs = match b.stubbed_imports.is_empty() {
+                            true => String::new(),
+                            false => {
+                                format!(" and stubbed imports {}", b.stubbed_imports.join(", "))
+                            }
+                        };
                         problems.push(format!(
-                            "{path}: {name} has no entry {} with digest {}",
+                            "{path}: {name} has no entry {} with digest {}{stubs}",
                             b.entry_point, b.hash
                         ));
                     }
