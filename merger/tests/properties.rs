@@ -18,7 +18,14 @@ fn programs(fixtures: &[(String, Vec<u8>)]) -> Vec<Program<'_>> {
 
 fn merge_fixtures(jobs: usize) -> Merged {
     let f = fixture_programs();
-    merge(&programs(&f), &MergeOptions { jobs }).unwrap()
+    merge(
+        &programs(&f),
+        &MergeOptions {
+            jobs,
+            ..Default::default()
+        },
+    )
+    .unwrap()
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

@@ -7,6 +7,7 @@ pub mod cases;
 mod engine;
 mod exec;
 pub mod load;
+pub mod host;
 pub mod manifest;
 pub mod measure;
 pub mod open;
