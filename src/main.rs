@@ -2,8 +2,8 @@
 
 use clap::{CommandFactory, Parser, Subcommand};
 use megabin::build::{self, BuildOptions};
-use megabin::commands::load::TrustArgs;
 use megabin::commands::args;
+use megabin::commands::load::TrustArgs;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -311,8 +311,8 @@ fn check(
             Some(c) if p.size <= merger::limits::MAX_MODULE_BYTES => c,
             _ => return Err(too_large(p.size)),
         };
-        let fp =
-            merger::Footprint::of_with(content.bytes(), merge_options).map_err(|u| skip_reason(&u))?;
+        let fp = merger::Footprint::of_with(content.bytes(), merge_options)
+            .map_err(|u| skip_reason(&u))?;
         match merger::fits(&[fp]) {
             Ok(_) => Ok(fp),
             Err(e) => Err(format!("too-large: {e}")),

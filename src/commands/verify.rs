@@ -100,7 +100,11 @@ fn check_entries(
         })
         .collect();
     let mut problems = Vec::new();
-    for (path, b) in manifest.binaries.iter().filter(|(_, b)| b.megabinary == name) {
+    for (path, b) in manifest
+        .binaries
+        .iter()
+        .filter(|(_, b)| b.megabinary == name)
+    {
         let entry = (
             b.hash.clone(),
             b.entry_point.clone(),
