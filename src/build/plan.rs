@@ -109,15 +109,7 @@ mod tests {
         let data_heavy = program(LARGE_PROGRAM_BYTES + 1, 600);
         let many_functions = program(1 << 20, LARGE_PROGRAM_FUNCTIONS + 1);
         // Build order: small, big, small, data-heavy, small, many-functions, small.
-        let footprints = [
-            small,
-            big,
-            small,
-            data_heavy,
-            small,
-            many_functions,
-            small,
-        ];
+        let footprints = [small, big, small, data_heavy, small, many_functions, small];
         let shards = plan(&footprints, DEFAULT_MAX_SHARD_BYTES);
         assert_eq!(shards, vec![vec![0, 2, 4, 6], vec![1], vec![3], vec![5]]);
         // The old greedy rule put all seven in one shard; a small program's shard now
@@ -165,7 +157,9 @@ mod tests {
         assert_eq!(all, (0..200).collect::<Vec<_>>());
         for shard in &shards {
             assert!(shard.windows(2).all(|w| w[0] < w[1]));
-            assert!(merger::fits(&shard.iter().map(|&i| footprints[i]).collect::<Vec<_>>()).is_ok());
+            assert!(
+                merger::fits(&shard.iter().map(|&i| footprints[i]).collect::<Vec<_>>()).is_ok()
+            );
         }
         assert_eq!(plan(&footprints, DEFAULT_MAX_SHARD_BYTES), shards);
     }
