@@ -1,5 +1,5 @@
 # Sourced by bench/run.sh: `bench/run.sh trust`, the load-path figures of issue 12 on real
-# programs from package registries (docs/benchmarks.md, "Load path"). Needs from run.sh: ROOT,
+# programs from package registries (docs/benchmarks.md, "Trusted loading"). Needs from run.sh: ROOT,
 # W, TOOLS, MEGABIN, say, ratio, mib.
 #
 # Workloads (bench/work/trust/, or TRUST_DIR; the stock CLI's cwasm files in bench/work/trust-ref/):

@@ -15,10 +15,16 @@ use std::time::Duration;
 
 fn merge(set: &[common::Prog], jobs: usize) -> usize {
     let programs = common::merger_programs(set);
-    merger::merge(&programs, &merger::MergeOptions { jobs })
-        .expect("merge")
-        .wasm
-        .len()
+    merger::merge(
+        &programs,
+        &merger::MergeOptions {
+            jobs,
+            ..Default::default()
+        },
+    )
+    .expect("merge")
+    .wasm
+    .len()
 }
 
 fn benches(c: &mut Criterion) {

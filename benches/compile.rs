@@ -24,7 +24,14 @@ fn benches(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(5));
     let set = common::program_set(N);
     let programs = common::merger_programs(&set);
-    let merged = merger::merge(&programs, &merger::MergeOptions { jobs: 2 }).expect("merge");
+    let merged = merger::merge(
+        &programs,
+        &merger::MergeOptions {
+            jobs: 2,
+            ..Default::default()
+        },
+    )
+    .expect("merge");
     g.throughput(Throughput::Bytes(common::total_bytes(&set)));
     g.bench_with_input(BenchmarkId::new("megabinary", N), &N, |b, _| {
         b.iter(|| runner.compile(&merged.wasm).unwrap())

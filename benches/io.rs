@@ -21,7 +21,14 @@ fn benches(c: &mut Criterion) {
     common::ensure_text_file(&data.join("big.txt"), common::CAT_BYTES).expect("cat input");
     let set = common::io_set();
     let programs = common::merger_programs(&set);
-    let merged = merger::merge(&programs, &merger::MergeOptions { jobs: 2 }).expect("merge");
+    let merged = merger::merge(
+        &programs,
+        &merger::MergeOptions {
+            jobs: 2,
+            ..Default::default()
+        },
+    )
+    .expect("merge");
     let runner = Runner::new().expect("runner");
     let mega = runner.compile(&merged.wasm).expect("compile megabinary");
 

@@ -1,6 +1,8 @@
 //! `megabin.toml`: build configuration found at the rootfs root or given with `--config`.
 //!
 //! ```toml
+//! stub_foreign_imports = true   # as `megabin build --stub-foreign-imports`
+//!
 //! [agent_tools]
 //! search_web = "/opt/tools/search_web"
 //! ```
@@ -30,6 +32,10 @@ pub struct Config {
     /// Agent tool name → absolute path inside the rootfs.
     #[serde(default)]
     pub agent_tools: BTreeMap<String, String>,
+    /// Merge programs importing non-WASI host functions, each such import stubbed by a
+    /// function that traps when called (as `--stub-foreign-imports`).
+    #[serde(default)]
+    pub stub_foreign_imports: bool,
 }
 
 /// A configuration file that could not be used.

@@ -1,7 +1,8 @@
 //! The `megabin` command line.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use megabin::build::{self, BuildOptions};
+use megabin::commands::args;
 use megabin::commands::load::TrustArgs;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -40,6 +41,11 @@ enum Command {
         /// Also write AOT-compiled artifacts (container.cwasm) for `megabin run`.
         #[arg(long)]
         aot: bool,
+        /// Merge programs that import non-WASI host functions: each such import becomes a
+        /// function that traps, naming it, when called (also `stub_foreign_imports = true` in
+        /// megabin.toml). Without it such programs are skipped.
+        #[arg(long)]
+        stub_foreign_imports: bool,
         /// Print the summary as JSON.
         #[arg(long)]
         json: bool,
@@ -54,19 +60,20 @@ enum Command {
         #[arg(long, default_value = "/")]
         rootfs: PathBuf,
         /// Preopen a host directory, optionally under another guest path.
-        #[arg(long = "dir", value_name = "HOST[::GUEST]", value_parser = megabin::commands::run::parse_dir)]
+        #[arg(long = "dir", value_name = "HOST[::GUEST]", value_parser = args::parse_dir)]
         dirs: Vec<(PathBuf, String)>,
-        /// Set an environment variable for the program (nothing else leaks in).
-        #[arg(long = "env", value_name = "K=V", value_parser = megabin::commands::run::parse_env)]
-        env: Vec<(String, String)>,
+        /// Set an environment variable for the program; `K` alone passes on the host's value of
+        /// K, if any (no other host variable leaks in).
+        #[arg(long = "env", value_name = "K[=V]", value_parser = args::parse_env)]
+        env: Vec<Option<(String, String)>>,
         /// argv[0] for the program (default: the program path).
         #[arg(long)]
         argv0: Option<String>,
-        /// Cap on the program's memory, e.g. 512M.
-        #[arg(long, value_parser = megabin::commands::run::parse_size)]
+        /// Cap on all memories of the run together: bytes, or with a unit: 512M, 1.5G, 64K.
+        #[arg(long, value_name = "SIZE", value_parser = args::parse_size)]
         max_memory: Option<usize>,
         /// Wall-clock limit, e.g. 10s or 500ms.
-        #[arg(long, value_parser = megabin::commands::run::parse_duration)]
+        #[arg(long, value_name = "DURATION", value_parser = args::parse_duration)]
         timeout: Option<std::time::Duration>,
         /// Run an agent tool from the manifest instead of a PROGRAM.
         #[arg(long)]
@@ -77,13 +84,17 @@ enum Command {
         require_aot: bool,
         #[command(flatten)]
         trust: TrustArgs,
+        /// Print the wasm backtrace when the program traps (also when RUST_BACKTRACE is set).
+        #[arg(long)]
+        backtrace: bool,
         /// Build output directory (manifest.json and megabinaries).
         out: PathBuf,
         /// PROGRAM (a rootfs path or sha256:<hex>; omitted with --tool) and its arguments.
         #[arg(
             trailing_var_arg = true,
             allow_hyphen_values = true,
-            value_name = "PROGRAM [ARGS]"
+            value_name = "PROGRAM [ARGS]",
+            required_unless_present = "tool"
         )]
         command: Vec<String>,
     },
@@ -142,15 +153,29 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print a shell completion script, e.g. `megabin completions bash > /etc/bash_completion.d/megabin`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page of megabin, or of one of its commands (`megabin man run`), as roff.
+    Man {
+        /// A command (build, run, verify, inspect, completions, man).
+        command: Option<String>,
+    },
 }
 
 const RUN_EXIT_CODES: &str = "Exit codes:
-  N    the program's own exit code (0 when it returns normally)
+  N    the program's own exit status, any of 0..=255 (0 when it returns normally); a
+       program may exit with one of the codes below itself
+  1    the program called proc_exit with a status above 255
+  2    usage error (also: --max-memory too small to instantiate the megabinary)
   124  --timeout elapsed
-  125  --max-memory refused memory and the program failed
+  125  --max-memory refused memory and the program then failed
   126  refused: the file's hash, the megabinary or the manifest does not match
   127  not found: path not in the manifest, skipped (not recompiled), unknown digest or tool
-  134  the program trapped (the trap and backtrace are printed)";
+  134  the program trapped: one line names it and the trap (the wasm backtrace with
+       --backtrace, or when RUST_BACKTRACE is set)";
 
 const VERIFY_EXIT_CODES: &str = "Exit codes:
   0    the build verifies
@@ -190,6 +215,7 @@ fn main() -> ExitCode {
             jobs,
             max_shard_size,
             aot,
+            stub_foreign_imports,
             json,
             quiet,
         } => {
@@ -203,6 +229,7 @@ fn main() -> ExitCode {
                 max_shard_bytes: max_shard_size.saturating_mul(1 << 20),
                 progress: !quiet && !json && std::io::stderr().is_terminal(),
                 aot,
+                stub_foreign_imports,
             };
             match build::build(&opts) {
                 Ok(summary) => {
@@ -232,6 +259,7 @@ fn main() -> ExitCode {
             tool,
             require_aot,
             trust,
+            backtrace,
             out,
             command,
         } => {
@@ -248,12 +276,13 @@ fn main() -> ExitCode {
                     tool,
                     args,
                     argv0,
-                    env,
+                    env: env.into_iter().flatten().collect(),
                     dirs,
                     max_memory,
                     timeout,
                     require_aot,
                     trust,
+                    backtrace: backtrace || args::backtrace_from_env(),
                 },
             ))
         }
@@ -278,6 +307,32 @@ fn main() -> ExitCode {
             install,
             &register_file,
         )),
+        Command::Completions { shell } => {
+            print_bytes(&megabin::commands::docs::completions(Cli::command(), shell))
+        }
+        Command::Man { command } => {
+            match megabin::commands::docs::man_page(Cli::command(), command.as_deref()) {
+                Ok(page) => print_bytes(&page),
+                Err(e) => {
+                    eprintln!("megabin: man: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}
+
+/// Writes generated text to stdout; a closed stdout (`| head`) is not an error worth a panic.
+fn print_bytes(bytes: &[u8]) -> ExitCode {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("megabin: cannot write to stdout: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 

@@ -61,7 +61,8 @@ fn every_fixture_case_through_megabin_run_equals_standalone() {
             )
             .unwrap();
         let invb = case.invocation(&db).unwrap();
-        let mut extra: Vec<String> = Vec::new();
+        // With the wasm backtrace, so a trap's output shows the merged names.
+        let mut extra: Vec<String> = vec!["--backtrace".into()];
         for (k, v) in &invb.env {
             extra.push("--env".into());
             extra.push(format!("{k}={v}"));

@@ -101,7 +101,13 @@ fn run(data: &[u8]) -> Result<()> {
         .enumerate()
         .map(|(k, w)| program(k, w))
         .collect();
-    match merge(&all, &MergeOptions { jobs: 2 }) {
+    match merge(
+        &all,
+        &MergeOptions {
+            jobs: 2,
+            ..Default::default()
+        },
+    ) {
         Ok(_) => assert_eq!(accepted.len(), wasms.len()),
         Err(MergeError::Unsupported { .. }) => assert!(accepted.len() < wasms.len()),
         Err(MergeError::TooLarge(_)) => {}
@@ -115,7 +121,13 @@ fn run(data: &[u8]) -> Result<()> {
         .enumerate()
         .map(|(k, w)| program(k, w))
         .collect();
-    let merged = match merge(&programs, &MergeOptions { jobs: 1 }) {
+    let merged = match merge(
+        &programs,
+        &MergeOptions {
+            jobs: 1,
+            ..Default::default()
+        },
+    ) {
         Ok(m) => m,
         Err(MergeError::TooLarge(_)) => return Ok(()),
         Err(e) => panic!("merging accepted modules: {e}"),

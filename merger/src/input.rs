@@ -82,11 +82,30 @@ pub const MAX_CONST_ARRAY: u32 = 1 << 16;
 /// Total array elements all such constant expressions of a program may allocate.
 pub const MAX_CONST_ARRAY_TOTAL: u64 = 1 << 22;
 
-/// One WASI import of a program: which preview1 function, and its index among the program's
-/// function imports.
+/// One function import of a program, in import order.
 #[derive(Debug, Clone, Copy)]
-pub struct WasiImport {
-    pub func: &'static WasiFunc,
+pub enum FuncImport<'a> {
+    /// A WASI preview1 function: reached through a trampoline.
+    Wasi(&'static WasiFunc),
+    /// A function of another host module (`module::name`), replaced by a stub that traps when
+    /// called (only with [`crate::MergeOptions::stub_foreign_imports`]; see
+    /// [`router_gen::stub`]).
+    Stubbed {
+        module: &'a str,
+        name: &'a str,
+        /// The import's type index in the program.
+        ty: u32,
+    },
+}
+
+impl FuncImport<'_> {
+    /// The WASI function, when this is a WASI import.
+    pub fn wasi(&self) -> Option<&'static WasiFunc> {
+        match self {
+            FuncImport::Wasi(f) => Some(f),
+            FuncImport::Stubbed { .. } => None,
+        }
+    }
 }
 
 /// A parsed, validated input module. Borrowed readers point into the input bytes.
@@ -94,8 +113,8 @@ pub struct Input<'a> {
     pub rec_groups: Vec<RecGroup>,
     /// Function type of every type index that is a function type.
     pub func_types: Vec<Option<FuncType>>,
-    /// Function imports, in import order (all WASI).
-    pub imports: Vec<WasiImport>,
+    /// Function imports, in import order: WASI, or stubbed foreign functions.
+    pub imports: Vec<FuncImport<'a>>,
     /// Type index of each defined function.
     pub functions: Vec<u32>,
     pub tables: Vec<Table<'a>>,
@@ -113,8 +132,11 @@ pub struct Input<'a> {
 }
 
 impl<'a> Input<'a> {
-    /// Validates `bytes` and collects what the merge needs; refuses what megabin cannot merge.
-    pub fn parse(bytes: &'a [u8]) -> Result<Self, Unsupported> {
+    /// Validates `bytes` and collects what the merge needs; refuses what megabin cannot merge,
+    /// including any import that is not a WASI preview1 function, except that with
+    /// `stub_foreign`, function imports of other modules are accepted as
+    /// [`FuncImport::Stubbed`] (foreign memories, tables, globals and tags are still refused).
+    pub fn parse(bytes: &'a [u8], stub_foreign: bool) -> Result<Self, Unsupported> {
         if bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[6..8] == [1, 0] {
             return Err(Unsupported::Component);
         }
@@ -182,12 +204,19 @@ impl<'a> Input<'a> {
                                         import.name.to_string(),
                                     ));
                                 }
-                                input.imports.push(WasiImport { func });
+                                input.imports.push(FuncImport::Wasi(func));
                             }
                             TypeRef::Memory(_) => foreign.push(format!("{what} (memory)")),
                             TypeRef::Table(_) => foreign.push(format!("{what} (table)")),
                             TypeRef::Global(_) => foreign.push(format!("{what} (global)")),
                             TypeRef::Tag(_) => foreign.push(format!("{what} (tag)")),
+                            TypeRef::Func(ty) | TypeRef::FuncExact(ty) if stub_foreign => {
+                                input.imports.push(FuncImport::Stubbed {
+                                    module: import.module,
+                                    name: import.name,
+                                    ty,
+                                })
+                            }
                             TypeRef::Func(_) | TypeRef::FuncExact(_) => foreign.push(what),
                         }
                     }
@@ -336,9 +365,20 @@ impl<'a> Input<'a> {
         Ok(())
     }
 
-    /// Number of imported functions (all WASI).
+    /// Number of imported functions (WASI and stubbed).
     pub fn num_imported_funcs(&self) -> u32 {
         self.imports.len() as u32
+    }
+
+    /// The stubbed foreign function imports, in import order, as `module::name`.
+    pub fn stubbed_imports(&self) -> Vec<String> {
+        self.imports
+            .iter()
+            .filter_map(|i| match i {
+                FuncImport::Stubbed { module, name, .. } => Some(format!("{module}::{name}")),
+                FuncImport::Wasi(_) => None,
+            })
+            .collect()
     }
 
     fn func_type_of(&self, func: u32) -> Option<&FuncType> {

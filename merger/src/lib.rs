@@ -49,16 +49,25 @@ pub struct Program<'a> {
 pub struct MergeOptions {
     /// Threads used for validating and re-encoding programs; the output does not depend on it.
     pub jobs: usize,
+    /// Accept programs that import functions of host modules other than WASI preview1: each
+    /// such import becomes a function of the program that traps (`unreachable`) when called,
+    /// named `megabin::stub::<module>::<name>` in the name section so a trap's backtrace names
+    /// it ([`router_gen::stub`]), and listed in [`EntryMap::stubbed_imports`]. Without it
+    /// such programs are refused ([`Unsupported::ForeignImports`]).
+    pub stub_foreign_imports: bool,
 }
 
 impl Default for MergeOptions {
     fn default() -> Self {
-        MergeOptions { jobs: 1 }
+        MergeOptions {
+            jobs: 1,
+            stub_foreign_imports: false,
+        }
     }
 }
 
-/// Changes to the output for tests and debugging; `megabin build` never sets them. Kept apart
-/// from [`MergeOptions`] so that code constructing `MergeOptions { jobs }` keeps compiling.
+/// Changes to the output for tests and debugging; `megabin build` never sets them (which is
+/// why they are kept apart from [`MergeOptions`]).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DebugOptions {
     /// Also export every function an input exports as `<name>.<export>` (except an export
@@ -99,7 +108,7 @@ pub struct EntryMap {
     pub start_export: String,
     /// Its memory index.
     pub memory: u32,
-    /// All its functions: trampolines, its own functions, its start function.
+    /// All its functions: trampolines, stubs, its own functions, its start function.
     pub functions: Range<u32>,
     /// Its WASI trampolines.
     pub trampolines: Range<u32>,
@@ -117,6 +126,10 @@ pub struct EntryMap {
     pub code_bytes: u64,
     /// Size of its data segments in the input.
     pub data_bytes: u64,
+    /// Foreign function imports (`module::name`, in import order) replaced by trapping stubs
+    /// ([`MergeOptions::stub_foreign_imports`]); they follow its trampolines in `functions`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stubbed_imports: Vec<String>,
 }
 
 mod hex_digest {
@@ -146,7 +159,7 @@ mod hex_digest {
 /// Merges `programs` into one module. Fails with a typed error naming the program when one
 /// cannot be merged, or with [`MergeError::TooLarge`] when they do not fit one module.
 pub fn merge(programs: &[Program<'_>], options: &MergeOptions) -> Result<Merged, MergeError> {
-    merge::merge(programs, options.jobs, &DebugOptions::default())
+    merge::merge(programs, options, &DebugOptions::default())
 }
 
 /// [`merge`] with [`DebugOptions`] (tests and debugging).
@@ -155,7 +168,7 @@ pub fn merge_with(
     options: &MergeOptions,
     debug: &DebugOptions,
 ) -> Result<Merged, MergeError> {
-    merge::merge(programs, options.jobs, debug)
+    merge::merge(programs, options, debug)
 }
 
 /// Reads the merge map embedded in a megabinary, if any.

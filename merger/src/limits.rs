@@ -91,11 +91,14 @@ impl Footprint {
         let (passive, active) = split_data(input);
         let coalesced = segments::coalesce(active).len() as u64;
         let trampolines = distinct_imports(input) as u64;
+        let stubs = (input.imports.len()
+            - input.imports.iter().filter(|i| i.wasi().is_some()).count())
+            as u64;
         Footprint {
             memories: 1,
             tables: input.tables.len() as u64,
-            // trampolines + defined functions + the entry's start function
-            functions: trampolines + input.functions.len() as u64 + 1,
+            // trampolines + stubs + defined functions + the entry's start function
+            functions: trampolines + stubs + input.functions.len() as u64 + 1,
             data_segments: passive + coalesced,
             element_segments: input.elements.len() as u64,
             // the program's globals + its "started" flag
@@ -103,7 +106,7 @@ impl Footprint {
             types: input.func_types.len() as u64,
             tags: input.tags.len() as u64,
             // input bytes, plus trampolines and the start function
-            bytes: wasm_len as u64 + trampolines * 512 + 1024,
+            bytes: wasm_len as u64 + trampolines * 512 + stubs * 64 + 1024,
         }
     }
 
@@ -111,10 +114,17 @@ impl Footprint {
     /// whole module may be ([`MAX_MODULE_BYTES`]) is not parsed at all: its footprint only
     /// counts its bytes, which is enough for [`fits`] to refuse it.
     pub fn of(wasm: &[u8]) -> Result<Self, crate::Unsupported> {
+        Self::of_with(wasm, &crate::MergeOptions::default())
+    }
+
+    /// [`Footprint::of`] for a merge with `options` (which decide, e.g., whether foreign
+    /// function imports are refused or stubbed).
+    pub fn of_with(wasm: &[u8], options: &crate::MergeOptions) -> Result<Self, crate::Unsupported> {
         if wasm.len() as u64 > MAX_MODULE_BYTES {
             return Ok(Self::oversized(wasm.len()));
         }
-        Ok(Self::of_input(&Input::parse(wasm)?, wasm.len()))
+        let input = Input::parse(wasm, options.stub_foreign_imports)?;
+        Ok(Self::of_input(&input, wasm.len()))
     }
 
     /// The footprint of a program too large to parse: one memory and its bytes.
@@ -198,7 +208,11 @@ pub(crate) fn split_data<'a>(
 
 /// Number of distinct WASI functions a program imports (one trampoline each).
 pub(crate) fn distinct_imports(input: &Input<'_>) -> usize {
-    let mut names: Vec<&str> = input.imports.iter().map(|i| i.func.name).collect();
+    let mut names: Vec<&str> = input
+        .imports
+        .iter()
+        .filter_map(|i| i.wasi().map(|f| f.name))
+        .collect();
     names.sort_unstable();
     names.dedup();
     names.len()

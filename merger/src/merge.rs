@@ -2,12 +2,12 @@
 
 use crate::consteval;
 use crate::error::{MergeError, Unsupported};
-use crate::input::Input;
+use crate::input::{FuncImport, Input};
 use crate::limits::{self, Footprint};
 use crate::reindex::Reindex;
 use crate::segments::{self, ActiveData};
 use crate::types::TypeInterner;
-use crate::{DebugOptions, EntryMap, MergeMap, Merged, Program};
+use crate::{DebugOptions, EntryMap, MergeMap, MergeOptions, Merged, Program};
 use router_gen::bridge::{self, BridgeEnv};
 use router_gen::dispatch::{DispatchImports, RouteEntry, Router};
 use router_gen::wasi::{self, WasiFunc};
@@ -30,6 +30,8 @@ struct Layout<'a> {
     func_base: u32,
     /// Distinct WASI functions imported, in first-import order: one trampoline each.
     trampolines: Vec<&'static WasiFunc>,
+    /// First stub of a foreign import (they follow the trampolines, one per stubbed import).
+    stub_base: u32,
     defined_base: u32,
     start_func: u32,
     table_base: u32,
@@ -47,9 +49,10 @@ struct Layout<'a> {
 
 pub(crate) fn merge(
     programs: &[Program<'_>],
-    jobs: usize,
+    options: &MergeOptions,
     debug: &DebugOptions,
 ) -> Result<Merged, MergeError> {
+    let jobs = options.jobs;
     if programs.is_empty() {
         return Err(MergeError::Empty);
     }
@@ -61,7 +64,7 @@ pub(crate) fn merge(
     if sizes.bytes > limits::MAX_MODULE_BYTES {
         sizes.check().map_err(MergeError::TooLarge)?;
     }
-    let inputs = parse_all(programs, jobs)?;
+    let inputs = parse_all(programs, jobs, options.stub_foreign_imports)?;
     let total = inputs
         .iter()
         .zip(programs)
@@ -95,7 +98,12 @@ pub(crate) fn merge(
         "environ_get",
     ];
     for input in &inputs {
-        used.extend(input.imports.iter().map(|i| i.func.name));
+        used.extend(
+            input
+                .imports
+                .iter()
+                .filter_map(|i| i.wasi().map(|f| f.name)),
+        );
     }
     used.sort_unstable();
     used.dedup();
@@ -127,18 +135,22 @@ pub(crate) fn merge(
         (dispatch_first + Router::FUNCS, 0u32, 1u32, 0u32, 0u32, 1u32);
     for (k, input) in inputs.iter().enumerate() {
         let mut trampolines: Vec<&'static WasiFunc> = Vec::new();
-        for i in &input.imports {
-            if !trampolines.iter().any(|t| t.name == i.func.name) {
-                trampolines.push(i.func);
+        for func in input.imports.iter().filter_map(FuncImport::wasi) {
+            if !trampolines.iter().any(|t| t.name == func.name) {
+                trampolines.push(func);
             }
         }
+        let stubs = input.imports.len() as u32
+            - input.imports.iter().filter(|i| i.wasi().is_some()).count() as u32;
         let (passive, active) = limits::split_data(input);
         let active = segments::coalesce(active);
+        let stub_base = func + trampolines.len() as u32;
         let l = Layout {
             memory: 1 + k as u32,
             func_base: func,
-            defined_base: func + trampolines.len() as u32,
-            start_func: func + trampolines.len() as u32 + input.functions.len() as u32,
+            stub_base,
+            defined_base: stub_base + stubs,
+            start_func: stub_base + stubs + input.functions.len() as u32,
             trampolines,
             table_base: table,
             started_global: global,
@@ -189,15 +201,22 @@ pub(crate) fn merge(
                 *t = at + j as u32;
             }
         }
+        let mut next_stub = l.stub_base;
         r.funcs = input
             .imports
             .iter()
-            .map(|i| {
-                l.func_base
-                    + l.trampolines
-                        .iter()
-                        .position(|t| t.name == i.func.name)
-                        .expect("has trampoline") as u32
+            .map(|i| match i {
+                FuncImport::Wasi(func) => {
+                    l.func_base
+                        + l.trampolines
+                            .iter()
+                            .position(|t| t.name == func.name)
+                            .expect("has trampoline") as u32
+                }
+                FuncImport::Stubbed { .. } => {
+                    next_stub += 1;
+                    next_stub - 1
+                }
             })
             .chain((0..input.functions.len() as u32).map(|j| l.defined_base + j))
             .collect();
@@ -307,6 +326,14 @@ pub(crate) fn merge(
             let (pp, rr) = bridge::signature(t);
             functions.function(types.func(&pp, &rr));
             names.func(l.func_base + j as u32, format!("{name}::wasi::{}", t.name));
+        }
+        let mut stub = l.stub_base;
+        for i in &input.imports {
+            if let FuncImport::Stubbed { module, name, ty } = i {
+                functions.function(r.types[*ty as usize]);
+                names.func(stub, router_gen::stub::function_name(module, name));
+                stub += 1;
+            }
         }
         for &ty in &input.functions {
             functions.function(r.types[ty as usize]);
@@ -429,7 +456,7 @@ pub(crate) fn merge(
             start_export,
             memory: l.memory,
             functions: l.func_base..l.start_func + 1,
-            trampolines: l.func_base..l.defined_base,
+            trampolines: l.func_base..l.stub_base,
             tables: l.table_base..l.table_base + input.tables.len() as u32,
             globals: l.started_global..l.global_base + input.globals.len() as u32,
             tags: l.tag_base..l.tag_base + input.tags.len() as u32,
@@ -437,6 +464,7 @@ pub(crate) fn merge(
             data: l.data_base..l.data_base + l.passive_data + l.active.len() as u32,
             code_bytes: code_bytes as u64,
             data_bytes: input.data.iter().map(|d| d.data.len() as u64).sum(),
+            stubbed_imports: input.stubbed_imports(),
         });
     }
     declared.sort_unstable();
@@ -667,8 +695,12 @@ fn check_names(programs: &[Program<'_>]) -> Result<(), MergeError> {
     Ok(())
 }
 
-fn parse_all<'a>(programs: &[Program<'a>], jobs: usize) -> Result<Vec<Input<'a>>, MergeError> {
-    let results = parallel_map(programs, jobs, |p| Input::parse(p.wasm));
+fn parse_all<'a>(
+    programs: &[Program<'a>],
+    jobs: usize,
+    stub_foreign: bool,
+) -> Result<Vec<Input<'a>>, MergeError> {
+    let results = parallel_map(programs, jobs, |p| Input::parse(p.wasm, stub_foreign));
     results
         .into_iter()
         .zip(programs)
@@ -711,7 +743,7 @@ pub fn parallel_map<T: Sync, R: Send>(
         .collect()
 }
 
-/// Encoded function bodies of one program: trampolines, its own functions, its start.
+/// Encoded function bodies of one program: trampolines, stubs, its own functions, its start.
 struct ProgramCode {
     bodies: Vec<Vec<u8>>,
 }
@@ -755,7 +787,7 @@ fn encode_program(
     env: &BridgeEnv,
     import_index: &(dyn Fn(&str) -> u32 + Sync),
 ) -> Result<ProgramCode, MergeError> {
-    let mut bodies = Vec::with_capacity(l.trampolines.len() + input.code.len() + 1);
+    let mut bodies = Vec::with_capacity(input.imports.len() + input.code.len() + 1);
     let mut push = |f: Function| bodies.push(f.into_raw_body());
     for t in &l.trampolines {
         let sizes = t.sizes_from.map(import_index);
@@ -766,6 +798,9 @@ fn encode_program(
             sizes,
             env,
         ));
+    }
+    for _ in input.imports.iter().filter(|i| i.wasi().is_none()) {
+        push(router_gen::stub::function());
     }
     for body in &input.code {
         let mut f = r.new_function_with_parsed_locals(body).map_err(internal)?;

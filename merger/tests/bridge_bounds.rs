@@ -31,7 +31,15 @@ fn merged(size: u32) -> Vec<u8> {
         wasm: &wasm,
         aliases: vec!["reader".into()],
     }];
-    merge(&programs, &MergeOptions { jobs: 1 }).unwrap().wasm
+    merge(
+        &programs,
+        &MergeOptions {
+            jobs: 1,
+            stub_foreign_imports: false,
+        },
+    )
+    .unwrap()
+    .wasm
 }
 
 /// The bridge cursor's initial value (global 0): the first scratch address.
@@ -108,7 +116,15 @@ fn empty_iovecs_with_out_of_range_pointers_behave_as_standalone() {
         wasm,
         aliases: vec!["emptyiov".into()],
     }];
-    let merged = merge(&programs, &MergeOptions { jobs: 1 }).unwrap().wasm;
+    let merged = merge(
+        &programs,
+        &MergeOptions {
+            jobs: 1,
+            stub_foreign_imports: false,
+        },
+    )
+    .unwrap()
+    .wasm;
     let merged = runner
         .run_captured(&runner.compile(&merged).unwrap(), "emptyiov_start", &inv)
         .unwrap();

@@ -20,7 +20,14 @@ fn merge_all(fixtures: &[(String, Vec<u8>)]) -> Merged {
             aliases: vec![name.clone()],
         })
         .collect();
-    merge(&programs, &MergeOptions { jobs: 2 }).expect("fixtures merge")
+    merge(
+        &programs,
+        &MergeOptions {
+            jobs: 2,
+            ..Default::default()
+        },
+    )
+    .expect("fixtures merge")
 }
 
 /// Traps compare by trap code; the message differs (function names carry the entry prefix).

@@ -167,7 +167,10 @@ fn run_case(h: &Harness, rng: &mut Rng, stats: &mut Stats) -> Result<(), String>
         .collect();
     let merged = merge_with(
         &programs,
-        &MergeOptions { jobs: 1 },
+        &MergeOptions {
+            jobs: 1,
+            ..Default::default()
+        },
         &DebugOptions {
             export_functions: true,
         },

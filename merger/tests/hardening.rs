@@ -150,7 +150,14 @@ fn exceptions_features_and_gc_behave_the_same_standalone_and_merged() {
         .zip(&wasms)
         .map(|((n, _), w)| program(n, w))
         .collect();
-    let merged = merge(&programs, &MergeOptions { jobs: 2 }).unwrap();
+    let merged = merge(
+        &programs,
+        &MergeOptions {
+            jobs: 2,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     merger::check_isolation(&merged.wasm).unwrap_or_else(|p| panic!("{}", p.join("\n")));
     // Tags are an index space: the second program's tags come after the first's.
     let map = &merged.map.entries;
@@ -956,7 +963,10 @@ fn a_module_over_50_mib_with_16_mib_segments_merges_with_one_copy_of_its_data() 
     let before = counting::reset();
     let merged = merge_with(
         &programs,
-        &MergeOptions { jobs: 1 },
+        &MergeOptions {
+            jobs: 1,
+            ..Default::default()
+        },
         &DebugOptions {
             export_functions: true,
         },

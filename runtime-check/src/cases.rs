@@ -79,7 +79,13 @@ pub fn load_cases() -> Vec<Case> {
     serde_json::from_str(&text).expect("fixtures/cases.json parses")
 }
 
-/// Names of all fixture programs (`fixtures/wasm/*.wasm`), sorted.
+/// Fixture programs that import functions of a host module other than WASI preview1: they
+/// run standalone only on a host that provides (or stubs) those, and merge only with
+/// `stub_foreign_imports`. [`fixture_programs`] leaves them out.
+pub const FOREIGN_IMPORT_FIXTURES: &[&str] = &["hostcall"];
+
+/// Names and bytes of the WASI-only fixture programs (`fixtures/wasm/*.wasm` except
+/// [`FOREIGN_IMPORT_FIXTURES`]), sorted by name.
 pub fn fixture_programs() -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     let dir = fixtures_dir().join("wasm");
@@ -87,6 +93,9 @@ pub fn fixture_programs() -> Vec<(String, Vec<u8>)> {
         let p = e.expect("entry").path();
         if p.extension().is_some_and(|x| x == "wasm") {
             let name = p.file_stem().unwrap().to_string_lossy().into_owned();
+            if FOREIGN_IMPORT_FIXTURES.contains(&name.as_str()) {
+                continue;
+            }
             out.push((name, std::fs::read(&p).expect("read fixture")));
         }
     }

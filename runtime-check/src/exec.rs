@@ -39,7 +39,7 @@ pub struct Captured {
     pub status: Status,
 }
 
-/// A Wasmtime engine with the stock preview1 host linked in.
+/// A Wasmtime engine with the preview1 host of [`crate::host`] linked in.
 pub struct Runner {
     engine: Engine,
     linker: Linker<WasiP1Ctx>,
@@ -50,7 +50,7 @@ impl Runner {
     pub fn new() -> wasmtime::Result<Self> {
         let engine = crate::new_engine()?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |cx| cx)?;
+        crate::host::add_wasi(&mut linker, |cx| cx)?;
         Ok(Runner { engine, linker })
     }
 
@@ -112,7 +112,7 @@ impl Runner {
                     code: e
                         .downcast_ref::<wasmtime::Trap>()
                         .map(|t| t.to_string())
-                        .unwrap_or_else(|| e.to_string()),
+                        .unwrap_or_else(|| e.root_cause().to_string()),
                     message: format!("{e:?}"),
                 },
             },

@@ -6,6 +6,7 @@ pub mod cache;
 pub mod cases;
 mod engine;
 mod exec;
+pub mod host;
 pub mod load;
 pub mod manifest;
 pub mod measure;

@@ -48,6 +48,9 @@ pub struct BuildInfo {
     /// The configuration's agent tools: name → absolute rootfs path (from `megabin.toml` or
     /// `--config`).
     pub agent_tools: BTreeMap<String, String>,
+    /// Whether foreign imports were stubbed (`--stub-foreign-imports` or the configuration).
+    #[serde(default)]
+    pub stub_foreign_imports: bool,
 }
 
 /// Precompiled (native) artifacts of the megabinaries.
@@ -73,6 +76,11 @@ pub struct Binary {
     pub megabinary: String,
     /// File size in bytes.
     pub size: u64,
+    /// Foreign function imports (`module::name`) that were replaced by stubs trapping when
+    /// called (`megabin build --stub-foreign-imports`); absent when there are none. Part of the
+    /// container id like every other field.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stubbed_imports: Vec<String>,
 }
 
 /// `sha256:<hex>` of `bytes`.
@@ -150,6 +158,7 @@ mod tests {
                 entry_point: "x_start".into(),
                 megabinary: "container.wasm".into(),
                 size: 1,
+                stubbed_imports: Vec::new(),
             },
         );
         let tools = BTreeMap::new();
@@ -160,6 +169,9 @@ mod tests {
         let mut b2 = b.clone();
         b2.get_mut("/bin/x").unwrap().entry_point = "y_start".into();
         assert_ne!(id, container_id(&m, &b2, &tools, None));
+        let mut b3 = b.clone();
+        b3.get_mut("/bin/x").unwrap().stubbed_imports = vec!["env::host_call".into()];
+        assert_ne!(id, container_id(&m, &b3, &tools, None));
         let mut t2 = tools.clone();
         t2.insert("tool".into(), sha256_string(b"x"));
         assert_ne!(id, container_id(&m, &b, &t2, None));

@@ -1,10 +1,12 @@
 //! Running a verified program with inherited stdio: a fresh store and instance from an
-//! `InstancePre`, stock wasmtime-wasi preview1, entry through the module's own
-//! `megabin_dispatch` with the verified digest, resource limits.
+//! `InstancePre`, stock wasmtime-wasi preview1 (with `proc_exit` passing every status 0..=255
+//! through, see [`crate::host`]), entry through the module's own `megabin_dispatch` with the
+//! verified digest, resource limits, and how the run ended ([`RunError`]).
 
+use crate::host::InvalidExit;
 use std::path::PathBuf;
 use std::time::Duration;
-use wasmtime::{Engine, Linker, Module, ResourceLimiter, Store};
+use wasmtime::{Engine, Linker, Module, ResourceLimiter, Store, WasmBacktrace};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
@@ -33,7 +35,15 @@ pub struct RunConfig {
     pub timeout: Option<Duration>,
 }
 
-/// How a run ended badly (the program's own exit codes are returned as `Ok`).
+/// Exit code when `--max-memory` is too small to even instantiate the megabinary: a usage
+/// error, like a malformed option.
+pub const EXIT_USAGE: i32 = 2;
+/// Exit code when the program called `proc_exit` with a status above 255 (as the stock
+/// `wasmtime` CLI exits for a status it refuses).
+pub const EXIT_INVALID_STATUS: i32 = 1;
+
+/// How a run ended badly (the program's own exit codes are returned as `Ok`). `Display` is
+/// one line; a trap's wasm backtrace is kept apart ([`RunError::backtrace`]).
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     /// The megabinary could not be compiled or instantiated.
@@ -42,19 +52,41 @@ pub enum RunError {
     /// The module has no `megabin_dispatch`, or it refused the digest.
     #[error("the megabinary refused the program: {0}")]
     Dispatch(String),
+    /// `--max-memory` is below what instantiating the megabinary takes.
+    #[error(
+        "--max-memory {} is too small: instantiating the megabinary needs at least {}",
+        size(*limit),
+        size(*needed)
+    )]
+    MemoryTooSmall { limit: usize, needed: usize },
     /// The program trapped.
-    #[error("program `{program}` trapped: {message}")]
-    Trap { program: String, message: String },
+    #[error("program `{program}` trapped: {trap}")]
+    Trap {
+        program: String,
+        /// What happened, on one line.
+        trap: String,
+        /// The wasm backtrace (function names from the megabinary's name section).
+        backtrace: Option<String>,
+    },
     /// `--timeout` elapsed.
     #[error("program `{program}` stopped: time limit of {limit:?} exceeded")]
     Timeout { program: String, limit: Duration },
     /// `--max-memory` refused a growth and the program failed.
-    #[error("program `{program}` stopped: memory limit of {limit} bytes exceeded ({message})")]
+    #[error(
+        "program `{program}` stopped: memory limit of {} exceeded ({outcome})",
+        size(*limit)
+    )]
     Memory {
         program: String,
         limit: usize,
-        message: String,
+        /// How the program ended after the refusal.
+        outcome: String,
+        /// The wasm backtrace when it trapped.
+        backtrace: Option<String>,
     },
+    /// `proc_exit` with a status no process can have.
+    #[error("program `{program}` exited with status {status}, outside 0..=255")]
+    InvalidExit { program: String, status: u32 },
 }
 
 impl RunError {
@@ -62,10 +94,36 @@ impl RunError {
     pub fn exit_code(&self) -> i32 {
         match self {
             RunError::Load(_) | RunError::Dispatch(_) => crate::verify::EXIT_REFUSED,
+            RunError::MemoryTooSmall { .. } => EXIT_USAGE,
             RunError::Trap { .. } => EXIT_TRAP,
             RunError::Timeout { .. } => EXIT_TIMEOUT,
             RunError::Memory { .. } => EXIT_MEMORY,
+            RunError::InvalidExit { .. } => EXIT_INVALID_STATUS,
         }
+    }
+
+    /// The wasm backtrace of a trap, one frame a line (shown with `megabin run --backtrace`).
+    pub fn backtrace(&self) -> Option<&str> {
+        match self {
+            RunError::Trap { backtrace, .. } | RunError::Memory { backtrace, .. } => {
+                backtrace.as_deref()
+            }
+            _ => None,
+        }
+    }
+}
+
+/// `16777216 bytes (16 MiB)`, or just `N bytes` below 1 KiB.
+fn size(bytes: usize) -> String {
+    const UNITS: [(&str, usize); 3] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+    match UNITS.iter().find(|(_, u)| bytes >= *u) {
+        Some((name, u)) => {
+            let v = bytes as f64 / *u as f64;
+            let v = format!("{v:.2}");
+            let v = v.trim_end_matches('0').trim_end_matches('.');
+            format!("{bytes} bytes ({v} {name})")
+        }
+        None => format!("{bytes} bytes"),
     }
 }
 
@@ -78,7 +136,8 @@ struct Host {
 struct MemoryCap {
     max: Option<usize>,
     total: usize,
-    denied: bool,
+    /// The total the first refused growth asked for.
+    denied: Option<usize>,
 }
 
 impl ResourceLimiter for MemoryCap {
@@ -90,7 +149,7 @@ impl ResourceLimiter for MemoryCap {
     ) -> wasmtime::Result<bool> {
         let total = self.total - current.min(self.total) + desired;
         if self.max.is_some_and(|max| total > max) {
-            self.denied = true;
+            self.denied.get_or_insert(total);
             return Ok(false);
         }
         self.total = total;
@@ -128,7 +187,7 @@ pub fn run_module(
     config: &RunConfig,
 ) -> Result<i32, RunError> {
     let mut linker: Linker<Host> = Linker::new(engine);
-    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |h: &mut Host| &mut h.wasi)
+    crate::host::add_wasi(&mut linker, |h: &mut Host| &mut h.wasi)
         .map_err(|e| RunError::Load(e.to_string()))?;
     let pre = linker
         .instantiate_pre(module)
@@ -147,7 +206,7 @@ pub fn run_module(
             limits: MemoryCap {
                 max: config.max_memory,
                 total: 0,
-                denied: false,
+                denied: None,
             },
         },
     );
@@ -165,9 +224,15 @@ pub fn run_module(
         tx
     });
 
-    let instance = pre
-        .instantiate(&mut store)
-        .map_err(|e| RunError::Load(format!("{e:?}")))?;
+    let instance = match pre.instantiate(&mut store) {
+        Ok(i) => i,
+        Err(e) => {
+            return Err(match (store.data().limits.denied, config.max_memory) {
+                (Some(needed), Some(limit)) => RunError::MemoryTooSmall { limit, needed },
+                _ => RunError::Load(format!("{e:?}")),
+            })
+        }
+    };
     let memory = instance
         .get_memory(&mut store, "memory")
         .ok_or_else(|| RunError::Dispatch("no bridge memory export".into()))?;
@@ -179,42 +244,81 @@ pub fn run_module(
         .map_err(|e| RunError::Dispatch(e.to_string()))?;
     let result = dispatch.call(&mut store, DIGEST_ADDR as i32);
     drop(timer);
-    let denied = store.data().limits.denied;
-    let memory_error = |message: String| RunError::Memory {
-        program: program.to_string(),
+    let denied = store.data().limits.denied.is_some();
+    let program = program.to_string();
+    let memory_error = |outcome: String, backtrace: Option<String>| RunError::Memory {
+        program: program.clone(),
         limit: config.max_memory.unwrap_or_default(),
-        message,
+        outcome,
+        backtrace,
     };
-    match result {
-        Ok(0) => Ok(0),
-        Ok(code) => Err(RunError::Dispatch(format!(
-            "megabin_dispatch returned {code}: the digest is not in this megabinary"
-        ))),
-        Err(e) => {
-            if let Some(I32Exit(code)) = e.downcast_ref::<I32Exit>() {
-                if denied && *code != 0 {
-                    return Err(memory_error(format!("the program exited with {code}")));
-                }
-                return Ok(*code);
-            }
-            let program = program.to_string();
-            if let Some(wasmtime::Trap::Interrupt) = e.downcast_ref::<wasmtime::Trap>() {
-                return Err(RunError::Timeout {
-                    program,
-                    limit: config.timeout.unwrap_or_default(),
-                });
-            }
-            // The wasm backtrace (with the merged `<entry>::` names) and the trap itself.
-            let message = match e.downcast_ref::<wasmtime::Trap>() {
-                Some(trap) => format!("{e}\n\nCaused by:\n    {trap}"),
-                None => format!("{e:#}"),
-            };
-            if denied {
-                return Err(memory_error(
-                    message.lines().next().unwrap_or_default().into(),
-                ));
-            }
-            Err(RunError::Trap { program, message })
+    let e = match result {
+        Ok(0) => return Ok(0),
+        Ok(code) => {
+            return Err(RunError::Dispatch(format!(
+                "megabin_dispatch returned {code}: the digest is not in this megabinary"
+            )))
         }
+        Err(e) => e,
+    };
+    if let Some(I32Exit(code)) = e.downcast_ref::<I32Exit>() {
+        if denied && *code != 0 {
+            return Err(memory_error(
+                format!("a memory growth was refused, then it exited with {code}"),
+                None,
+            ));
+        }
+        return Ok(*code);
     }
+    if let Some(InvalidExit(status)) = e.downcast_ref::<InvalidExit>() {
+        return Err(RunError::InvalidExit {
+            program,
+            status: *status,
+        });
+    }
+    if let Some(wasmtime::Trap::Interrupt) = e.downcast_ref::<wasmtime::Trap>() {
+        return Err(RunError::Timeout {
+            program,
+            limit: config.timeout.unwrap_or_default(),
+        });
+    }
+    let (trap, backtrace) = describe_trap(&e);
+    if denied {
+        return Err(memory_error(
+            format!("a memory growth was refused, then it trapped: {trap}"),
+            backtrace,
+        ));
+    }
+    Err(RunError::Trap {
+        program,
+        trap,
+        backtrace,
+    })
+}
+
+/// One line saying what ended the run (the trap, or the root cause of a host error), and the
+/// wasm backtrace. A trap in the stub of a foreign import names the import.
+pub(crate) fn describe_trap(e: &wasmtime::Error) -> (String, Option<String>) {
+    let bt = e.downcast_ref::<WasmBacktrace>();
+    let stub = bt
+        .and_then(|bt| bt.frames().first())
+        .and_then(|f| f.func_name())
+        .and_then(router_gen::stub::import_of);
+    let what = match (stub, e.downcast_ref::<wasmtime::Trap>()) {
+        (Some(import), Some(wasmtime::Trap::UnreachableCodeReached)) => format!(
+            "called `{import}`, a foreign import stubbed at build time (--stub-foreign-imports)"
+        ),
+        (_, Some(trap)) => {
+            let trap = trap.to_string();
+            trap.strip_prefix("wasm trap: ")
+                .unwrap_or(&trap)
+                .to_string()
+        }
+        (_, None) => e.root_cause().to_string(),
+    };
+    let what = what.lines().next().unwrap_or_default().trim().to_string();
+    let backtrace = bt
+        .filter(|bt| !bt.frames().is_empty())
+        .map(|bt| bt.to_string().trim_end().to_string());
+    (what, backtrace)
 }

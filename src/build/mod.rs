@@ -43,6 +43,10 @@ pub struct BuildOptions {
     pub progress: bool,
     /// Also write precompiled artifacts (`container.cwasm`, …) for the runner's engine.
     pub aot: bool,
+    /// Merge programs that import functions of non-WASI host modules, each such import
+    /// replaced by a stub that traps when called (`--stub-foreign-imports`; also switched on
+    /// by `stub_foreign_imports = true` in the configuration).
+    pub stub_foreign_imports: bool,
 }
 
 /// Why a build failed. [`BuildError::exit_code`] gives the documented exit code.
@@ -139,14 +143,17 @@ struct Checked {
     warnings: Vec<String>,
 }
 
+/// Output files in memory: file name → bytes, in write order.
+pub type Files = Vec<(String, Vec<u8>)>;
+
 /// What a build produces, in memory: nothing is written until [`write`].
 pub struct Built {
     /// The manifest.
     pub manifest: Manifest,
     /// Megabinary file name → bytes, in shard order.
-    pub megabinaries: Vec<(String, Vec<u8>)>,
+    pub megabinaries: Files,
     /// AOT artifact file name → bytes (empty without `--aot`).
-    pub artifacts: Vec<(String, Vec<u8>)>,
+    pub artifacts: Files,
     /// Warnings (unreadable files, dangling symlinks, ambiguous names).
     pub warnings: Vec<String>,
     /// Programs merged.
@@ -217,10 +224,14 @@ fn build_scanned(
     scanned: Scanned,
     progress: &crate::progress::Progress,
 ) -> Result<Built, BuildError> {
+    let merge_options = merger::MergeOptions {
+        jobs: opts.jobs,
+        stub_foreign_imports: opts.stub_foreign_imports || config.stub_foreign_imports,
+    };
     progress.stage("checking programs");
-    let mut checked = check(opts, scanned)?;
+    let mut checked = check(opts, &merge_options, scanned)?;
     let agent_tools = agent_tools(&config, &checked)?;
-    let (shards, megabinaries) = merge(opts, &checked, progress)?;
+    let (shards, megabinaries, stubbed) = merge(opts, &merge_options, &checked, progress)?;
     let (aot_engine, artifacts) = if opts.aot {
         let (engine, artifacts) = precompile(&megabinaries, progress)?;
         (Some(engine), artifacts)
@@ -231,10 +242,10 @@ fn build_scanned(
         opts,
         &config,
         &checked,
-        &shards,
+        (&shards, &stubbed),
         agent_tools,
         &megabinaries,
-        aot_engine.map(|engine| (engine, &artifacts[..])),
+        aot_engine.map(|engine| (engine, &artifacts)),
     );
     Ok(Built {
         manifest,
@@ -273,7 +284,11 @@ pub fn scan(opts: &BuildOptions) -> Result<Scanned, BuildError> {
 
 /// Stage 2, check: each program's footprint (parsing its bytes from the scan, in parallel);
 /// unsupported ones are skipped with a reason. Nothing is read from the rootfs again.
-fn check(opts: &BuildOptions, scanned: Scanned) -> Result<Checked, BuildError> {
+fn check(
+    opts: &BuildOptions,
+    merge_options: &merger::MergeOptions,
+    scanned: Scanned,
+) -> Result<Checked, BuildError> {
     let scan = scanned.scan;
     let mut skipped: BTreeMap<String, String> = scan
         .skipped
@@ -296,7 +311,8 @@ fn check(opts: &BuildOptions, scanned: Scanned) -> Result<Checked, BuildError> {
             Some(c) if p.size <= merger::limits::MAX_MODULE_BYTES => c,
             _ => return Err(too_large(p.size)),
         };
-        let fp = merger::Footprint::of(content.bytes()).map_err(|u| skip_reason(&u))?;
+        let fp = merger::Footprint::of_with(content.bytes(), merge_options)
+            .map_err(|u| skip_reason(&u))?;
         match merger::fits(&[fp]) {
             Ok(_) => Ok(fp),
             Err(e) => Err(format!("too-large: {e}")),
@@ -356,12 +372,14 @@ fn agent_tools(config: &Config, checked: &Checked) -> Result<BTreeMap<String, St
     Ok(agent_tools)
 }
 
-/// Shard plan (program indices per megabinary) and megabinaries (file name, bytes).
-type Merged = (Vec<Vec<usize>>, Vec<(String, Vec<u8>)>);
+/// Shard plan (program indices per megabinary), megabinaries (file name, bytes) and each
+/// program's stubbed foreign imports (by program index).
+type Merged = (Vec<Vec<usize>>, Files, Vec<Vec<String>>);
 
 /// Stage 3, merge: plan the shards and merge each one (on all threads) from the scanned bytes.
 fn merge(
     opts: &BuildOptions,
+    merge_options: &merger::MergeOptions,
     checked: &Checked,
     progress: &crate::progress::Progress,
 ) -> Result<Merged, BuildError> {
@@ -369,6 +387,7 @@ fn merge(
     let footprints: Vec<_> = ready.iter().map(|r| r.footprint).collect();
     let shards = plan(&footprints, opts.max_shard_bytes);
     let mut outputs = Vec::new();
+    let mut stubbed = vec![Vec::new(); ready.len()];
     for (k, members) in shards.iter().enumerate() {
         let file = shard_file(k);
         progress.stage(&format!("merging {file} ({} programs)", members.len()));
@@ -380,24 +399,25 @@ fn merge(
                 aliases: checked.aliases[i].clone(),
             })
             .collect();
-        let merged = merger::merge(&programs, &merger::MergeOptions { jobs: opts.jobs }).map_err(
-            |source| BuildError::Merge {
+        let merged =
+            merger::merge(&programs, merge_options).map_err(|source| BuildError::Merge {
                 shard: file.clone(),
                 source,
-            },
-        )?;
+            })?;
+        for (&i, entry) in members.iter().zip(&merged.map.entries) {
+            stubbed[i] = entry.stubbed_imports.clone();
+        }
         outputs.push((file, merged.wasm));
     }
-    Ok((shards, outputs))
+    Ok((shards, outputs, stubbed))
 }
 
 /// `--aot`: precompiles each megabinary for the runner's engine; returns the engine id and the
 /// artifacts.
-#[allow(clippy::type_complexity)]
 fn precompile(
-    megabinaries: &[(String, Vec<u8>)],
+    megabinaries: &Files,
     progress: &crate::progress::Progress,
-) -> Result<(String, Vec<(String, Vec<u8>)>), BuildError> {
+) -> Result<(String, Files), BuildError> {
     let engine = runtime_check::new_engine().map_err(|e| BuildError::Aot(e.to_string()))?;
     let mut artifacts = Vec::new();
     for (file, wasm) in megabinaries {
@@ -415,10 +435,10 @@ fn manifest(
     opts: &BuildOptions,
     config: &Config,
     checked: &Checked,
-    shards: &[Vec<usize>],
+    (shards, stubbed): (&[Vec<usize>], &[Vec<String>]),
     agent_tools: BTreeMap<String, String>,
-    megabinaries: &[(String, Vec<u8>)],
-    aot: Option<(String, &[(String, Vec<u8>)])>,
+    megabinaries: &Files,
+    aot: Option<(String, &Files)>,
 ) -> Manifest {
     let mut binaries = BTreeMap::new();
     for (k, members) in shards.iter().enumerate() {
@@ -432,6 +452,7 @@ fn manifest(
                         entry_point: format!("{}_start", r.name),
                         megabinary: shard_file(k),
                         size: r.content.bytes().len() as u64,
+                        stubbed_imports: stubbed[i].clone(),
                     },
                 );
             }
@@ -460,6 +481,7 @@ fn manifest(
         build: Some(BuildInfo {
             max_shard_bytes: opts.max_shard_bytes,
             agent_tools: config.agent_tools.clone(),
+            stub_foreign_imports: opts.stub_foreign_imports || config.stub_foreign_imports,
         }),
     }
 }

@@ -37,6 +37,7 @@ fn options(rootfs: &Path) -> BuildOptions {
         max_shard_bytes: DEFAULT_MAX_SHARD_BYTES,
         progress: false,
         aot: false,
+        stub_foreign_imports: false,
     }
 }
 

@@ -161,6 +161,7 @@ pub fn run_as_interpreter(args: Vec<OsString>) -> i32 {
         max_memory: None,
         timeout: None,
         require_aot: false,
+        backtrace: super::args::backtrace_from_env(),
         trust: TrustArgs {
             expect_id,
             ..TrustArgs::default()

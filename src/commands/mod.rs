@@ -1,7 +1,9 @@
-//! The `run`, `verify` and `inspect` commands (the `build` pipeline lives in [`crate::build`]).
+//! The `run`, `verify` and `inspect` commands, the parsers of `run`'s options (`args`), completions and man pages (`docs`) (the `build` pipeline lives in [`crate::build`]).
 
+pub mod args;
 pub mod binfmt;
 pub mod compile;
+pub mod docs;
 pub mod inspect;
 pub mod list;
 pub mod load;

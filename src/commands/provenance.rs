@@ -26,6 +26,10 @@ pub fn check_provenance(out: &Path, manifest: &Manifest, rootfs: &Path) -> Vec<S
             .map_or(DEFAULT_MAX_SHARD_BYTES, |b| b.max_shard_bytes),
         progress: false,
         aot: false,
+        stub_foreign_imports: manifest
+            .build
+            .as_ref()
+            .is_some_and(|b| b.stub_foreign_imports),
     };
     // The recorded configuration; a manifest without one (an older megabin) is rebuilt with
     // the defaults and the rootfs's own megabin.toml.
@@ -34,6 +38,7 @@ pub fn check_provenance(out: &Path, manifest: &Manifest, rootfs: &Path) -> Vec<S
             &opts,
             Config {
                 agent_tools: b.agent_tools.clone(),
+                stub_foreign_imports: b.stub_foreign_imports,
             },
         ),
         None => {

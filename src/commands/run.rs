@@ -6,7 +6,7 @@ use runtime_check::load::LoadOptions;
 use runtime_check::measure::Measurer;
 use runtime_check::run::{run_module, RunConfig};
 use runtime_check::verify::{Refusal, Request, EXIT_NOT_FOUND};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Everything `megabin run` was asked.
@@ -27,6 +27,8 @@ pub struct RunArgs {
     pub require_aot: bool,
     /// Pin, cache and hashing flags.
     pub trust: TrustArgs,
+    /// Print the wasm backtrace of a trap (`--backtrace`, or `RUST_BACKTRACE` set).
+    pub backtrace: bool,
 }
 
 /// Runs the command; returns the process exit code. Messages go to stderr, prefixed `megabin:`.
@@ -89,84 +91,10 @@ pub fn run(a: &RunArgs) -> i32 {
         Ok(code) => code,
         Err(e) => {
             eprintln!("megabin: {e}");
+            if let Some(bt) = e.backtrace().filter(|_| a.backtrace) {
+                eprintln!("megabin: wasm backtrace:\n{bt}");
+            }
             e.exit_code()
         }
-    }
-}
-
-/// Parses `HOST[::GUEST]` (GUEST defaults to HOST).
-pub fn parse_dir(s: &str) -> Result<(PathBuf, String), String> {
-    let (host, guest) = match s.split_once("::") {
-        Some((h, g)) => (h, g),
-        None => (s, s),
-    };
-    if host.is_empty() || guest.is_empty() {
-        return Err(format!("`{s}`: expected HOST[::GUEST]"));
-    }
-    if !Path::new(host).is_dir() {
-        return Err(format!("{host} is not a directory"));
-    }
-    Ok((PathBuf::from(host), guest.to_string()))
-}
-
-/// Parses `K=V`.
-pub fn parse_env(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .filter(|(k, _)| !k.is_empty())
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .ok_or_else(|| format!("`{s}`: expected KEY=VALUE"))
-}
-
-/// Parses a size: `1048576`, `64K`, `512M`, `2G` (also `KiB`, `MiB`, `GiB`).
-pub fn parse_size(s: &str) -> Result<usize, String> {
-    let t = s.trim();
-    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (n, unit) = t.split_at(digits);
-    let n: usize = n
-        .parse()
-        .map_err(|_| format!("`{s}`: expected a size like 512M"))?;
-    let mult = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        _ => return Err(format!("`{s}`: unknown size unit `{unit}`")),
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("`{s}`: too large"))
-}
-
-/// Parses a duration: `500ms`, `10s`, `2m`, or plain seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (n, unit) = t.split_at(digits);
-    let n: u64 = n
-        .parse()
-        .map_err(|_| format!("`{s}`: expected a duration like 10s"))?;
-    Ok(match unit {
-        "ms" => Duration::from_millis(n),
-        "" | "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        _ => return Err(format!("`{s}`: unknown duration unit `{unit}`")),
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_sizes_durations_and_env() {
-        assert_eq!(parse_size("512M"), Ok(512 << 20));
-        assert_eq!(parse_size("64KiB"), Ok(64 << 10));
-        assert_eq!(parse_size("100"), Ok(100));
-        assert!(parse_size("12X").is_err());
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
-        assert!(parse_duration("soon").is_err());
-        assert_eq!(parse_env("A=b=c"), Ok(("A".into(), "b=c".into())));
-        assert!(parse_env("=x").is_err());
     }
 }

@@ -81,7 +81,8 @@ pub fn verify_build(container: &Container, root: Option<&Path>) -> Vec<String> {
     problems
 }
 
-/// Every binary of megabinary `name` has its digest and entry in the `megabin.entries` section.
+/// Every binary of megabinary `name` has its digest, entry and stubbed imports in the
+/// `megabin.entries` section.
 fn check_entries(
     manifest: &runtime_check::manifest::Manifest,
     name: &str,
@@ -90,23 +91,37 @@ fn check_entries(
     let Some(map) = merger::read_entries_section(wasm) else {
         return vec![format!("{name}: no readable megabin.entries section")];
     };
-    let present: BTreeSet<(String, String)> = map
+    let present: BTreeSet<(String, String, Vec<String>)> = map
         .entries
         .iter()
-        .map(|e| (digest_string(&e.digest), e.start_export.clone()))
+        .map(|e| {
+            let stubbed = e.stubbed_imports.clone();
+            (digest_string(&e.digest), e.start_export.clone(), stubbed)
+        })
         .collect();
-    manifest
+    let mut problems = Vec::new();
+    for (path, b) in manifest
         .binaries
         .iter()
         .filter(|(_, b)| b.megabinary == name)
-        .filter(|(_, b)| !present.contains(&(b.hash.clone(), b.entry_point.clone())))
-        .map(|(path, b)| {
-            format!(
-                "{path}: {name} has no entry {} with digest {}",
+    {
+        let entry = (
+            b.hash.clone(),
+            b.entry_point.clone(),
+            b.stubbed_imports.clone(),
+        );
+        if !present.contains(&entry) {
+            let stubs = match b.stubbed_imports.is_empty() {
+                true => String::new(),
+                false => format!(" and stubbed imports {}", b.stubbed_imports.join(", ")),
+            };
+            problems.push(format!(
+                "{path}: {name} has no entry {} with digest {}{stubs}",
                 b.entry_point, b.hash
-            )
-        })
-        .collect()
+            ));
+        }
+    }
+    problems
 }
 
 /// Every listed path exists in the rootfs and hashes to its digest.
