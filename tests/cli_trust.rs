@@ -443,6 +443,15 @@ fn the_compile_cache_is_used_checked_and_rebuilt() {
     assert_eq!(mode, 0o700);
     let entries = cache_entries(&cache);
     assert_eq!(entries.len(), 1, "{entries:?}");
+    // The entry is recorded as measured when written: the next run maps it without hashing.
+    {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(&entries[0]).unwrap();
+        let record = cache
+            .join("measured")
+            .join(format!("{:x}-{:x}", meta.dev(), meta.ino()));
+        assert!(record.is_file(), "no measurement recorded for {entries:?}");
+    }
 
     let o = run_in(&cache, &out, &root, &[], &["/usr/bin/hello"]);
     hello_ok(&o);

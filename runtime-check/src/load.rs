@@ -124,9 +124,13 @@ pub fn load_module(
     drop(wasm);
     on(LoadEvent::Compiled);
     let written = opts.cache.and_then(|cache| {
-        store_cached(cache, &key, digest, engine, &native)
+        let native_digest: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(&native).into();
+        let path = store_cached(cache, &key, digest, engine, &native_digest, &native)
             .map_err(|e| on(LoadEvent::CacheProblem(e)))
-            .ok()
+            .ok()?;
+        // The next run finds the entry measured and maps it without hashing it.
+        opts.measurer.record_written(&path, &native_digest);
+        Some(path)
     });
     // SAFETY: these bytes were just produced by this engine from the verified megabinary.
     let module = unsafe { Module::deserialize(engine, &native) }
@@ -233,10 +237,11 @@ fn store_cached(
     key: &str,
     megabinary_digest: &str,
     engine: &Engine,
+    native_digest: &[u8; 32],
     native: &[u8],
 ) -> Result<PathBuf, String> {
     let record = CacheRecord {
-        digest: crate::manifest::sha256_string(native),
+        digest: crate::manifest::digest_string(native_digest),
         megabinary: megabinary_digest.to_string(),
         engine: engine_id(engine),
     };

@@ -99,6 +99,18 @@ impl<'a> Measurer<'a> {
             .flatten()
     }
 
+    /// Records the digest of a file this process has just written itself into the private
+    /// cache, from the bytes it wrote (so the next run does not hash it): no racy-timestamp
+    /// guard is needed, since nobody but the cache's owner can write there, and a later
+    /// change of the file still changes its ctime.
+    pub fn record_written(&self, path: &std::path::Path, digest: &[u8; 32]) {
+        if let Ok(meta) = std::fs::symlink_metadata(path) {
+            if meta.is_file() {
+                self.record(&Identity::of(&meta), digest);
+            }
+        }
+    }
+
     fn record(&self, id: &Identity, digest: &[u8; 32]) {
         if let Some(cache) = self.cache {
             let r = Record {
