@@ -22,12 +22,9 @@ pub fn run(out: &std::path::Path, trust: &TrustArgs) -> i32 {
         return 1;
     };
     let measurer = Measurer::new(Some(&cache), trust.rehash);
-    let engine = match runtime_check::new_engine() {
+    let engine = match super::load::engine() {
         Ok(e) => e,
-        Err(e) => {
-            eprintln!("megabin: cannot create the Wasmtime engine: {e}");
-            return 1;
-        }
+        Err(code) => return code,
     };
     let opts = LoadOptions {
         cache: Some(&cache),

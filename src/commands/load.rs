@@ -53,6 +53,14 @@ pub fn open_cache(t: &TrustArgs) -> Option<Cache> {
     }
 }
 
+/// The runner's engine, or the exit code (1) after saying on stderr why there is none.
+pub fn engine() -> Result<Engine, i32> {
+    runtime_check::new_engine().map_err(|e| {
+        eprintln!("megabin: cannot create the Wasmtime engine: {e}");
+        1
+    })
+}
+
 /// Loads `megabinary`'s code, printing notes and a compile message (with a spinner on a
 /// terminal) on stderr.
 pub fn load_code(

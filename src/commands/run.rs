@@ -70,12 +70,9 @@ pub fn run(a: &RunArgs) -> i32 {
         max_memory: a.max_memory,
         timeout: a.timeout,
     };
-    let engine = match runtime_check::new_engine() {
+    let engine = match super::load::engine() {
         Ok(e) => e,
-        Err(e) => {
-            eprintln!("megabin: cannot create the Wasmtime engine: {e}");
-            return 1;
-        }
+        Err(code) => return code,
     };
     let opts = LoadOptions {
         cache: cache.as_ref(),
