@@ -393,6 +393,15 @@ fn fifos_devices_and_directories_are_refused_without_blocking() {
         eprintln!("SKIPPED sub-case: mknod is not permitted here ({made:?})");
     }
 
+    // `inspect` of a FIFO is refused, not waited on.
+    let fifo = tmp.path().join("a.wasm");
+    mkfifo(&fifo);
+    let mut i = megabin();
+    i.arg("inspect").arg(&fifo);
+    let o = output_within(i, limit);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("a FIFO"), "{}", text(&o.stderr));
+
     // A FIFO as OUT's manifest.
     std::fs::copy(sample_rootfs().join("usr/bin/hello"), &hello).unwrap();
     std::fs::remove_file(out.join("manifest.json")).unwrap();

@@ -6,9 +6,10 @@
 //! Entries are written atomically (a new file with an unpredictable name, `O_EXCL`, then
 //! renamed into place), so readers see a whole entry or none.
 
-use crate::open::{fd_of, not_private, open_dir, open_regular_at, OpenError, Opened};
+use crate::open::{not_private, open_dir, open_regular_at, OpenError, Opened};
 use std::fs::File;
 use std::io::Write;
+use std::os::fd::AsFd;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
@@ -77,7 +78,7 @@ impl Cache {
 
     /// Opens entry `sub/name` as a private regular file; `Ok(None)` when it does not exist.
     pub fn open_entry(&self, sub: &str, name: &str) -> Result<Option<Opened>, String> {
-        match open_regular_at(fd_of(&self.dir), &format!("{sub}/{name}")) {
+        match open_regular_at(self.dir.as_fd(), &format!("{sub}/{name}")) {
             Ok(o) => match not_private(&o.meta) {
                 None => Ok(Some(o)),
                 Some(why) => Err(format!("{}/{sub}/{name} {why}", self.root.display())),

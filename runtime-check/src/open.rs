@@ -7,7 +7,7 @@
 
 use rustix::fs::{Mode, OFlags};
 use std::fs::{File, Metadata};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 
@@ -137,14 +137,10 @@ pub fn read_all(file: &File, size_hint: u64) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// The descriptor of an open directory, for `openat`.
-pub fn fd_of(dir: &File) -> BorrowedFd<'_> {
-    dir.as_fd()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsFd;
 
     #[test]
     fn refuses_symlinks_fifos_and_directories_without_blocking() {
@@ -170,9 +166,9 @@ mod tests {
             Err(OpenError::Missing)
         ));
         let (dir, _) = open_dir(d.path()).unwrap();
-        assert!(open_regular_at(fd_of(&dir), "f").is_ok());
+        assert!(open_regular_at(dir.as_fd(), "f").is_ok());
         assert!(matches!(
-            open_regular_at(fd_of(&dir), "link"),
+            open_regular_at(dir.as_fd(), "link"),
             Err(OpenError::Symlink)
         ));
     }

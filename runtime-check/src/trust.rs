@@ -10,11 +10,12 @@
 //! - **ownership**, without a pin: OUT and every file read from it must be private (owned by
 //!   the invoking user or root, not writable by group or others), as OpenSSH's StrictModes.
 
-use crate::manifest::{container_id, Manifest, FORMAT};
+use crate::manifest::{container_id, digest_string, sha256_string, Manifest, FORMAT};
 use crate::measure::Measurer;
-use crate::open::{fd_of, not_private, open_dir, open_regular_at, read_all, OpenError, Opened};
+use crate::open::{not_private, open_dir, open_regular_at, read_all, OpenError, Opened};
 use crate::verify::{refused, Refusal, EXIT_NOT_FOUND};
 use std::fs::File;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 /// Name of the manifest file in OUT.
@@ -183,17 +184,14 @@ impl Container {
             |e: std::io::Error| FileError::Unusable(format!("cannot read {}: {e}", path.display()));
         let (actual, file) = match not_private(&opened.meta) {
             None => (
-                measurer.digest(&opened).map_err(read_err)?,
+                digest_string(&measurer.digest(&opened).map_err(read_err)?),
                 VerifiedFile::Mapped(opened.file),
             ),
             Some(_) => {
                 let bytes = read_all(&opened.file, opened.meta.len()).map_err(read_err)?;
-                let d =
-                    sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&bytes));
-                (d.into(), VerifiedFile::Bytes(bytes))
+                (sha256_string(&bytes), VerifiedFile::Bytes(bytes))
             }
         };
-        let actual = crate::manifest::digest_string(&actual);
         if actual != expected {
             return Err(FileError::Mismatch(format!(
                 "{} does not match the manifest: expected {expected}, found {actual}",
@@ -233,7 +231,7 @@ fn open_out_file(
     name: &str,
 ) -> Result<Opened, FileError> {
     let path = out.join(name);
-    let opened = open_regular_at(fd_of(dir), name).map_err(|e| match e {
+    let opened = open_regular_at(dir.as_fd(), name).map_err(|e| match e {
         OpenError::Missing => FileError::Missing(format!("{} does not exist", path.display())),
         e => FileError::Unusable(format!("{} {e}", path.display())),
     })?;

@@ -107,19 +107,18 @@ fn by_digest_or_prefix<'a>(manifest: &'a Manifest, d: &str) -> Result<&'a Binary
         )));
     }
     let prefix = format!("sha256:{hex}");
-    let mut found: Vec<&Binary> = manifest
+    // Several paths may share a program: count distinct digests.
+    let found: std::collections::BTreeMap<&str, &Binary> = manifest
         .binaries
         .values()
         .filter(|b| b.hash.starts_with(&prefix))
+        .map(|b| (b.hash.as_str(), b))
         .collect();
-    found.dedup_by(|a, b| a.hash == b.hash);
-    let distinct: std::collections::BTreeSet<&str> =
-        found.iter().map(|b| b.hash.as_str()).collect();
-    match distinct.len() {
+    match found.len() {
         0 => Err(not_found(format!(
             "no program with digest {prefix}… in the manifest"
         ))),
-        1 => Ok(found[0]),
+        1 => Ok(found.into_values().next().expect("one")),
         n => Err(not_found(format!(
             "digest prefix {prefix} is ambiguous: {n} programs start with it"
         ))),

@@ -35,7 +35,11 @@ pub struct EntryInfo {
 
 /// Inspects a megabinary, with the paths from `manifest` when given.
 pub fn inspect_file(path: &Path, manifest: Option<&Manifest>) -> Result<Inspection, String> {
-    let wasm = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    // Opened like every file the runner reads: a FIFO or device is refused, never waited on.
+    let opened =
+        runtime_check::open::open_regular(path).map_err(|e| format!("{} {e}", path.display()))?;
+    let wasm = runtime_check::open::read_all(&opened.file, opened.meta.len())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     let map = merger::read_entries_section(&wasm).ok_or_else(|| {
         format!(
             "{}: not a megabinary (no megabin.entries section)",
