@@ -69,16 +69,35 @@ impl RunError {
     }
 }
 
-struct Host {
-    wasi: WasiP1Ctx,
-    limits: MemoryCap,
+/// The store data of a run: the WASI context and the memory cap.
+pub(crate) struct Host {
+    pub(crate) wasi: WasiP1Ctx,
+    pub(crate) limits: MemoryCap,
 }
 
 /// Caps the total size of all memories of the instance and remembers whether it refused.
-struct MemoryCap {
-    max: Option<usize>,
-    total: usize,
-    denied: bool,
+pub(crate) struct MemoryCap {
+    pub(crate) max: Option<usize>,
+    pub(crate) total: usize,
+    pub(crate) denied: bool,
+}
+
+impl MemoryCap {
+    /// A cap of `max` bytes (none: unlimited).
+    pub(crate) fn new(max: Option<usize>) -> Self {
+        MemoryCap {
+            max,
+            total: 0,
+            denied: false,
+        }
+    }
+}
+
+/// A linker with the stock preview1 host for [`Host`] stores.
+pub(crate) fn wasi_linker(engine: &Engine) -> wasmtime::Result<Linker<Host>> {
+    let mut linker: Linker<Host> = Linker::new(engine);
+    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |h: &mut Host| &mut h.wasi)?;
+    Ok(linker)
 }
 
 impl ResourceLimiter for MemoryCap {

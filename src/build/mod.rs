@@ -9,7 +9,9 @@ mod write;
 pub use plan::{plan, shard_file, DEFAULT_MAX_SHARD_BYTES};
 
 use crate::config::{Config, ConfigError};
-use crate::manifest::{container_id, digest_string, sha256_string, Aot, Binary, Manifest, FORMAT};
+use crate::manifest::{
+    container_id, digest_string, sha256_string, AgentTool, Aot, Binary, Manifest, FORMAT,
+};
 use crate::rootfs::{self, ScanError, ScanOptions};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -206,10 +208,21 @@ pub fn build(opts: &BuildOptions) -> Result<Summary, BuildError> {
 
     // Agent tools must name merged programs.
     let mut agent_tools = BTreeMap::new();
-    for (tool, path) in &config.agent_tools {
+    for (tool, spec) in config.tools() {
+        let path = &spec.path;
         match ready.iter().find(|r| r.paths.contains(path)) {
             Some(r) => {
-                agent_tools.insert(tool.clone(), digest_string(&r.digest));
+                agent_tools.insert(
+                    tool.clone(),
+                    AgentTool {
+                        digest: digest_string(&r.digest),
+                        path: Some(path.clone()),
+                        description: spec.description.clone(),
+                        timeout_ms: spec.timeout_ms,
+                        max_memory: spec.max_memory,
+                        input_schema: spec.input_schema.clone(),
+                    },
+                );
             }
             None => {
                 let reason = match skipped.get(path) {
