@@ -22,6 +22,7 @@ exec > >(tee "$OUT") 2>&1
 PY=$ROOT/.ci/venv/bin/python
 # The wasmtime executable itself, not the Python entry-point wrapper (its start-up would count).
 WASMTIME=$("$PY" -c 'import os, wasmtime_cli; print(os.path.join(os.path.dirname(wasmtime_cli.__file__), "wasmtime"))')
+chmod +x "$WASMTIME" # the wheel does not keep the file mode
 
 cargo build --release -q
 cp -f Cargo.lock bench/tool/Cargo.lock

@@ -39,6 +39,15 @@ async def serve_figures(megabin, out, rootfs, calls):
                 await session.initialize()
                 for _ in range(50):  # warm-up
                     await session.call_tool("hello", {"args": ["warm"]})
+                # The floor: a `ping` round trip (client SDK, pipes, server SDK; nothing runs).
+                lat = []
+                t0 = time.perf_counter()
+                for _ in range(calls):
+                    s = time.perf_counter()
+                    await session.send_ping()
+                    lat.append((time.perf_counter() - s) * 1000)
+                rows.append(row("ping (client + transport floor), sequential", lat,
+                                time.perf_counter() - t0, calls))
                 # One client, one call at a time.
                 lat = []
                 t0 = time.perf_counter()

@@ -114,10 +114,7 @@ impl ToolConfig {
             .map(|s| parse_size(s).map(|n| n as u64))
             .transpose()
             .map_err(|e| format!("agent tool `{name}`: max_memory {e}"))?;
-        let input_schema = t
-            .input_schema
-            .map(|v| check_schema(name, v))
-            .transpose()?;
+        let input_schema = t.input_schema.map(|v| check_schema(name, v)).transpose()?;
         Ok(Tool {
             path: t.path,
             description: t.description,
@@ -130,8 +127,8 @@ impl ToolConfig {
 
 /// An input schema must describe an object whose properties are among [`TOOL_ARGUMENTS`].
 fn check_schema(name: &str, v: toml::Value) -> Result<serde_json::Value, String> {
-    let json = serde_json::to_value(&v)
-        .map_err(|e| format!("agent tool `{name}`: input_schema: {e}"))?;
+    let json =
+        serde_json::to_value(&v).map_err(|e| format!("agent tool `{name}`: input_schema: {e}"))?;
     let bad = |why: &str| format!("agent tool `{name}`: input_schema {why}");
     if json.get("type").and_then(|t| t.as_str()) != Some("object") {
         return Err(bad("must have type = \"object\""));

@@ -248,10 +248,16 @@ mod tests {
         // Every field of a tool is covered: a description or limit agents see, too.
         let mut t3 = t2.clone();
         t3.get_mut("tool").unwrap().description = Some("d".into());
-        assert_ne!(container_id(&m, &b, &t2, None), container_id(&m, &b, &t3, None));
+        assert_ne!(
+            container_id(&m, &b, &t2, None),
+            container_id(&m, &b, &t3, None)
+        );
         let mut t4 = t2.clone();
         t4.get_mut("tool").unwrap().timeout_ms = Some(1);
-        assert_ne!(container_id(&m, &b, &t2, None), container_id(&m, &b, &t4, None));
+        assert_ne!(
+            container_id(&m, &b, &t2, None),
+            container_id(&m, &b, &t4, None)
+        );
         let aot = Aot {
             engine: "e".into(),
             artifacts: [("container.cwasm".to_string(), sha256_string(b"n"))].into(),

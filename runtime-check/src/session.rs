@@ -415,7 +415,8 @@ mod tests {
     fn output_beyond_the_limit_is_counted_not_failed() {
         let engine = crate::new_engine().unwrap();
         // Three writes of the 10 digits to stdout; returns fd_write's errno of the last.
-        let body = "(i32.store (i32.const 0) (i32.const 100)) (i32.store (i32.const 4) (i32.const 10))
+        let body =
+            "(i32.store (i32.const 0) (i32.const 100)) (i32.store (i32.const 4) (i32.const 10))
             (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
             (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
             (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8))";

@@ -237,7 +237,9 @@ fn walk(dir: &Path, prefix: &str, found: &mut Vec<String>, depth: usize) {
 fn encode_file(bytes: &[u8], size: u64) -> Value {
     let truncated = (bytes.len() as u64) < size;
     match std::str::from_utf8(bytes) {
-        Ok(text) => json!({"encoding": "utf-8", "content": text, "size": size, "truncated": truncated}),
+        Ok(text) => {
+            json!({"encoding": "utf-8", "content": text, "size": size, "truncated": truncated})
+        }
         // A text file cut inside a character is still text.
         Err(e) if truncated && e.error_len().is_none() => {
             let text = std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default();
@@ -270,9 +272,7 @@ pub fn ending_message(tool: &str, e: &Ending) -> Option<String> {
     match e {
         Ending::Exit(_) => None,
         Ending::Trap(m) => Some(format!("`{tool}` trapped: {m}")),
-        Ending::Timeout(d) => Some(format!(
-            "`{tool}` stopped: time limit of {d:?} exceeded"
-        )),
+        Ending::Timeout(d) => Some(format!("`{tool}` stopped: time limit of {d:?} exceeded")),
         Ending::Cancelled => Some(format!("`{tool}` stopped: the call was cancelled")),
         Ending::Memory { limit, message } => Some(format!(
             "`{tool}` stopped: memory limit of {limit} bytes exceeded ({message})"
@@ -295,7 +295,9 @@ pub fn result_value(
     if let Some(e) = &error {
         text.push_str(&format!("error: {e}\n"));
     }
-    text.push_str(&format!("--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}\n"));
+    text.push_str(&format!(
+        "--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}\n"
+    ));
     if !files.is_empty() {
         let names: Vec<&str> = files.keys().map(|k| k.as_str()).collect();
         text.push_str(&format!("--- files ---\n{}\n", names.join("\n")));

@@ -76,13 +76,12 @@ impl Loaded {
             );
         }
         for (name, tool) in &container.manifest().agent_tools {
-            tool_path(&container, tool)
-                .ok_or_else(|| {
-                    refused(format!(
-                        "agent tool `{name}`: no binary has {} at its path",
-                        tool.digest
-                    ))
-                })?;
+            tool_path(&container, tool).ok_or_else(|| {
+                refused(format!(
+                    "agent tool `{name}`: no binary has {} at its path",
+                    tool.digest
+                ))
+            })?;
         }
         Ok(Loaded {
             container,

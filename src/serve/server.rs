@@ -214,7 +214,10 @@ impl Server {
         let Some(path) = tool_path(&loaded.container, tool) else {
             return Ok(Err((
                 runtime_check::verify::EXIT_REFUSED,
-                format!("agent tool `{name}` names {}, which no binary has", tool.digest),
+                format!(
+                    "agent tool `{name}` names {}, which no binary has",
+                    tool.digest
+                ),
             )));
         };
         Ok(Ok(Target {
@@ -242,7 +245,9 @@ impl Server {
         } else {
             format!("/{}", target.path)
         };
-        let host = rootfs::resolve(&self.opts.rootfs, &path).ok().map(|t| t.host);
+        let host = rootfs::resolve(&self.opts.rootfs, &path)
+            .ok()
+            .map(|t| t.host);
         let verified = loaded
             .container
             .verify_request(&Request::Path { path, host }, &measurer)
@@ -259,7 +264,12 @@ impl Server {
             .tempdir()
             .map_err(|e| (1, format!("cannot create the work directory: {e}")))?;
         call::write_files(work.path(), &args.files).map_err(|e| (1, e))?;
-        let argv0 = target.shown.rsplit(' ').next().unwrap_or_default().to_string();
+        let argv0 = target
+            .shown
+            .rsplit(' ')
+            .next()
+            .unwrap_or_default()
+            .to_string();
         let spec = Call {
             args: std::iter::once(argv0).chain(args.args).collect(),
             env: vec![("PWD".into(), WORK_DIR.into())],
@@ -398,7 +408,8 @@ impl ServerHandler for Handler {
             }
         };
         drop(permit);
-        let result = joined.map_err(|e| McpError::internal_error(format!("call failed: {e}"), None))?;
+        let result =
+            joined.map_err(|e| McpError::internal_error(format!("call failed: {e}"), None))?;
         match result {
             Ok((outcome, files, digest)) => {
                 let note = match &outcome.ending {
@@ -409,7 +420,13 @@ impl ServerHandler for Handler {
                     Ending::Failed(_) => " failed",
                     Ending::Exit(_) => "",
                 };
-                log_call(&target.shown, &digest, outcome.ending.exit_code(), started, note);
+                log_call(
+                    &target.shown,
+                    &digest,
+                    outcome.ending.exit_code(),
+                    started,
+                    note,
+                );
                 let (v, text, is_error) = call::result_value(&target.shown, &outcome, files);
                 Ok(structured(v, text, is_error))
             }

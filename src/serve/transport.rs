@@ -31,9 +31,9 @@ pub async fn http(server: Arc<Server>, addr: &str) -> Result<(), String> {
     );
     if let Some(path) = addr.strip_prefix("unix:") {
         // A stale socket of an earlier run is replaced; anything else at PATH is an error.
-        if std::fs::symlink_metadata(path).is_ok_and(|m| {
-            std::os::unix::fs::FileTypeExt::is_socket(&m.file_type())
-        }) {
+        if std::fs::symlink_metadata(path)
+            .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
+        {
             let _ = std::fs::remove_file(path);
         }
         let listener = tokio::net::UnixListener::bind(path)
@@ -65,16 +65,14 @@ pub async fn http(server: Arc<Server>, addr: &str) -> Result<(), String> {
     }
 }
 
-fn spawn_connection<S>(
-    stream: S,
-    service: StreamableHttpService<Handler, LocalSessionManager>,
-) where
+fn spawn_connection<S>(stream: S, service: StreamableHttpService<Handler, LocalSessionManager>)
+where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     tokio::spawn(async move {
         let svc = TowerToHyperService::new(service);
-        let conn = hyper::server::conn::http1::Builder::new()
-            .serve_connection(TokioIo::new(stream), svc);
+        let conn =
+            hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
         if let Err(e) = conn.await {
             eprintln!("megabin: serve: HTTP connection: {e}");
         }

@@ -31,7 +31,11 @@ pub async fn watch(server: Arc<Server>) {
             continue;
         }
         tried = now;
-        let why = if signalled { "SIGHUP" } else { "manifest.json replaced" };
+        let why = if signalled {
+            "SIGHUP"
+        } else {
+            "manifest.json replaced"
+        };
         let s = server.clone();
         match tokio::task::spawn_blocking(move || s.reload()).await {
             Ok(Ok(true)) => {
