@@ -166,6 +166,13 @@ fn as_object(v: Value) -> Map<String, Value> {
     }
 }
 
+/// A call that ran: how it ended, the files it left, the digest of the program.
+struct Ran {
+    outcome: Outcome,
+    files: Map<String, Value>,
+    digest: String,
+}
+
 /// What a call runs: the rootfs path verified and its limits.
 struct Target {
     shown: String,
@@ -238,7 +245,7 @@ impl Server {
         target: &Target,
         args: Arguments,
         cancel: &Cancel,
-    ) -> Result<(Outcome, Map<String, Value>, String), (i32, String)> {
+    ) -> Result<Ran, (i32, String)> {
         let measurer = Measurer::new(self.cache.as_ref(), self.opts.trust.rehash);
         let path = if target.path.starts_with('/') {
             target.path.clone()
@@ -290,7 +297,11 @@ impl Server {
             }
             _ => Map::new(),
         };
-        Ok((outcome, files, digest))
+        Ok(Ran {
+            outcome,
+            files,
+            digest,
+        })
     }
 }
 
@@ -411,7 +422,11 @@ impl ServerHandler for Handler {
         let result =
             joined.map_err(|e| McpError::internal_error(format!("call failed: {e}"), None))?;
         match result {
-            Ok((outcome, files, digest)) => {
+            Ok(Ran {
+                outcome,
+                files,
+                digest,
+            }) => {
                 let note = match &outcome.ending {
                     Ending::Cancelled => " cancelled",
                     Ending::Timeout(_) => " timeout",
