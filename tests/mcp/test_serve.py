@@ -313,12 +313,14 @@ async def test_streamable_http_on_a_unix_socket(tmp_path):
         with anyio.fail_after(60):
             while b"listening on unix:" not in line:
                 line += await proc.stderr.receive()
-        client = httpx2.AsyncClient(transport=httpx2.AsyncHTTPTransport(uds=str(sock)))
-        async with streamable_http_client("http://localhost/mcp", http_client=client) as (read, write, *_):
-            async with ClientSession(read, write) as session:
-                await session.initialize()
-                r = await session.call_tool("cat", {"stdin": "over a unix socket"})
-                assert r.structured_content["stdout"] == "over a unix socket"
+        transport = httpx2.AsyncHTTPTransport(uds=str(sock))
+        async with httpx2.AsyncClient(transport=transport) as client:
+            async with streamable_http_client("http://localhost/mcp", http_client=client,
+                                              terminate_on_close=False) as (read, write, *_):
+                async with ClientSession(read, write) as session:
+                    await session.initialize()
+                    r = await session.call_tool("cat", {"stdin": "over a unix socket"})
+                    assert r.structured_content["stdout"] == "over a unix socket"
     finally:
         proc.terminate()
         await proc.wait()
