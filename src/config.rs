@@ -5,6 +5,12 @@
 //!
 //! [agent_tools]
 //! search_web = "/opt/tools/search_web"
+//!
+//! [agent_tools.render_svg]
+//! path = "/usr/bin/resvg"
+//! description = "Render an SVG file to PNG"
+//! timeout = "10s"
+//! max_memory = "256M"
 //! ```
 //!
 //! The rootfs's `megabin.toml` is looked up inside the rootfs like every other path (symlinks
@@ -13,6 +19,7 @@
 //! [`MAX_CONFIG_BYTES`]; it is opened without blocking (a FIFO is refused at once), and no error
 //! message ever quotes what was read from it (errors give a line and column instead).
 
+use crate::commands::args::{parse_duration, parse_size};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -26,16 +33,118 @@ pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 pub const CONFIG_FILE: &str = "megabin.toml";
 
 /// The parsed configuration.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// Agent tool name → absolute path inside the rootfs.
+    /// Agent tool name → its configuration.
     #[serde(default)]
-    pub agent_tools: BTreeMap<String, String>,
+    pub agent_tools: BTreeMap<String, ToolConfig>,
     /// Merge programs importing non-WASI host functions, each such import stubbed by a
     /// function that traps when called (as `--stub-foreign-imports`).
     #[serde(default)]
     pub stub_foreign_imports: bool,
+}
+
+/// One agent tool: `name = "/path"`, or a table.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum ToolConfig {
+    /// The absolute in-rootfs path only.
+    Path(String),
+    /// The table form.
+    Table(ToolTable),
+}
+
+/// The table form of an agent tool.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ToolTable {
+    /// Absolute path inside the rootfs.
+    pub path: String,
+    /// What the tool does (shown to agents by `megabin serve`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Per-call time limit (`10s`, `500ms`, `2m`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// Per-call memory cap (`256M`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_memory: Option<String>,
+    /// JSON Schema of the arguments, narrowing the default one (an object schema whose
+    /// properties are among `args`, `stdin` and `files`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_schema: Option<serde_json::Value>,
+}
+
+/// An agent tool after validation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tool {
+    /// Absolute path inside the rootfs.
+    pub path: String,
+    /// Description.
+    pub description: Option<String>,
+    /// Time limit in milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// Memory cap in bytes.
+    pub max_memory: Option<u64>,
+    /// Argument schema.
+    pub input_schema: Option<serde_json::Value>,
+}
+
+/// The argument names `megabin serve` understands (the default input schema's properties).
+pub const TOOL_ARGUMENTS: [&str; 3] = ["args", "stdin", "files"];
+
+impl ToolConfig {
+    /// Validates the entry. Errors never quote the configuration's text.
+    pub fn resolve(&self) -> Result<Tool, String> {
+        let t = match self {
+            ToolConfig::Path(p) => ToolTable {
+                path: p.clone(),
+                ..ToolTable::default()
+            },
+            ToolConfig::Table(t) => t.clone(),
+        };
+        if !t.path.starts_with('/') {
+            return Err("the path must be absolute inside the rootfs".into());
+        }
+        let timeout_ms = match t.timeout.as_deref().map(parse_duration) {
+            None => None,
+            Some(Ok(d)) if !d.is_zero() => Some(d.as_millis() as u64),
+            Some(_) => {
+                return Err("timeout must be a positive duration such as 500ms, 10s, 2m".into())
+            }
+        };
+        let max_memory = match t.max_memory.as_deref().map(parse_size) {
+            None => None,
+            Some(Ok(n)) => Some(n as u64),
+            Some(Err(_)) => return Err("max_memory must be a size such as 64K, 256M, 1.5G".into()),
+        };
+        let input_schema = t.input_schema.map(check_schema).transpose()?;
+        Ok(Tool {
+            path: t.path,
+            description: t.description,
+            timeout_ms,
+            max_memory,
+            input_schema,
+        })
+    }
+}
+
+/// An input schema must describe an object whose properties are among [`TOOL_ARGUMENTS`].
+fn check_schema(json: serde_json::Value) -> Result<serde_json::Value, String> {
+    let bad = |why: &str| format!("input_schema {why}");
+    if json.get("type").and_then(|t| t.as_str()) != Some("object") {
+        return Err(bad("must have type = \"object\""));
+    }
+    if let Some(props) = json.get("properties") {
+        let props = props
+            .as_object()
+            .ok_or_else(|| bad("properties must be a table"))?;
+        if props.keys().any(|k| !TOOL_ARGUMENTS.contains(&k.as_str())) {
+            return Err(bad("properties must be among args, stdin, files"));
+        }
+    }
+    Ok(json)
 }
 
 /// A configuration file that could not be used.
@@ -130,16 +239,17 @@ impl Config {
         let value: toml::Table =
             toml::from_str(text).map_err(|e| format!("not valid TOML{}", at(e.span())))?;
         let config: Config = Config::deserialize(value).map_err(|_| {
-            "expected only an [agent_tools] table of `name = \"/absolute/path\"` strings"
+            "expected `stub_foreign_imports` and an [agent_tools] table of `name = \"/path\"` \
+             or tables with path, description, timeout, max_memory and input_schema"
                 .to_string()
         })?;
         for (i, (name, tool)) in config.agent_tools.iter().enumerate() {
-            if name.is_empty() || !tool.starts_with('/') {
-                return Err(format!(
-                    "agent tool #{} (in name order): the name must be non-empty and the path \
-                     absolute inside the rootfs",
-                    i + 1
-                ));
+            let checked = match name.is_empty() {
+                true => Err("the name must be non-empty".into()),
+                false => tool.resolve().map(drop),
+            };
+            if let Err(why) = checked {
+                return Err(format!("agent tool #{} (in name order): {why}", i + 1));
             }
         }
         Ok(config)
@@ -190,6 +300,16 @@ fn line_col(prefix: &[u8]) -> (usize, usize) {
     (line, col)
 }
 
+impl Config {
+    /// The validated agent tools (the configuration was checked when parsed).
+    pub fn tools(&self) -> BTreeMap<String, Tool> {
+        self.agent_tools
+            .iter()
+            .filter_map(|(n, t)| t.resolve().ok().map(|t| (n.clone(), t)))
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,6 +323,44 @@ mod tests {
         let e = Config::parse("[agent_tools]\nsecret_name = \"relative\"\n").unwrap_err();
         assert!(!e.contains("secret") && !e.contains("relative"), "{e}");
         let ok = Config::parse("[agent_tools]\nt = \"/bin/t\"\n").unwrap();
-        assert_eq!(ok.agent_tools["t"], "/bin/t");
+        assert_eq!(ok.tools()["t"].path, "/bin/t");
+    }
+
+    #[test]
+    fn plain_and_table_forms() {
+        let t = Config::parse(
+            "[agent_tools]\nplain = \"/bin/a\"\n[agent_tools.full]\npath = \"/bin/b\"\n\
+             description = \"B\"\ntimeout = \"10s\"\nmax_memory = \"256M\"\n\
+             input_schema = { type = \"object\", properties = { stdin = { type = \"string\" } } }\n",
+        )
+        .unwrap()
+        .tools();
+        assert_eq!(t["plain"].path, "/bin/a");
+        assert_eq!(t["plain"].timeout_ms, None);
+        assert_eq!(t["full"].description.as_deref(), Some("B"));
+        assert_eq!(t["full"].timeout_ms, Some(10_000));
+        assert_eq!(t["full"].max_memory, Some(256 << 20));
+        assert_eq!(
+            t["full"].input_schema.as_ref().unwrap()["properties"]["stdin"]["type"],
+            "string"
+        );
+    }
+
+    #[test]
+    fn bad_tables_are_refused_with_the_reason() {
+        let parse = Config::parse;
+        let e = parse("[agent_tools.x]\npath = \"/a\"\ntimeout = \"soon\"\n").unwrap_err();
+        assert!(e.contains("timeout") && !e.contains("soon"), "{e}");
+        let e = parse("[agent_tools.x]\npath = \"/a\"\nmax_memory = \"9Q\"\n").unwrap_err();
+        assert!(e.contains("max_memory") && !e.contains("9Q"), "{e}");
+        let e = parse("[agent_tools.x]\npath = \"a\"\n").unwrap_err();
+        assert!(e.contains("absolute"), "{e}");
+        let e = parse("[agent_tools.x]\npath = \"/a\"\nbogus = 1\n").unwrap_err();
+        assert!(e.contains("agent_tools") && !e.contains("bogus"), "{e}");
+        let e = parse(
+            "[agent_tools.x]\npath = \"/a\"\ninput_schema = { type = \"object\", properties = { env = {} } }\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("input_schema"), "{e}");
     }
 }

@@ -6,7 +6,8 @@
 //!   WASI command module, deduplicating identical programs;
 //! - [`build`]: check programs, plan shards, merge them, write the outputs atomically;
 //! - [`manifest`]: `manifest.json`, the container id;
-//! - [`config`]: the `megabin.toml` configuration.
+//! - [`config`]: the `megabin.toml` configuration;
+//! - `serve` (feature `serve`, on by default): the MCP execution controller.
 
 pub mod build;
 pub mod commands;
@@ -14,3 +15,5 @@ pub mod config;
 pub use runtime_check::manifest;
 mod progress;
 pub mod rootfs;
+#[cfg(feature = "serve")]
+pub mod serve;

@@ -145,6 +145,34 @@ enum Command {
         #[arg(long, value_name = "FILE", default_value = megabin::commands::binfmt::REGISTER)]
         register_file: PathBuf,
     },
+    /// Serve the agent tools of a build over the Model Context Protocol (stdio by default):
+    /// each call verifies the tool's file, then runs it in a fresh sandboxed instance.
+    #[cfg(feature = "serve")]
+    #[command(after_help = SERVE_EXIT_CODES)]
+    Serve {
+        /// The rootfs whose tool files are verified on each call.
+        #[arg(long, default_value = "/")]
+        rootfs: PathBuf,
+        /// Streamable HTTP instead of stdio: `127.0.0.1:PORT` or `unix:PATH` (endpoint /mcp).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+        /// Calls running at once (the rest wait); default: the number of cores.
+        #[arg(long, value_name = "N")]
+        max_concurrency: Option<usize>,
+        /// Time limit per call (and upper bound of the tools' own), e.g. 10s.
+        #[arg(long, value_parser = megabin::commands::args::parse_duration)]
+        timeout: Option<std::time::Duration>,
+        /// Memory cap per call (and upper bound of the tools' own), e.g. 256M.
+        #[arg(long, value_parser = megabin::commands::args::parse_size)]
+        max_memory: Option<usize>,
+        /// Also offer a `run` tool that runs any program of the manifest by path.
+        #[arg(long)]
+        expose_programs: bool,
+        #[command(flatten)]
+        trust: TrustArgs,
+        /// Build output directory.
+        out: PathBuf,
+    },
     /// Show the programs of a megabinary.
     Inspect {
         /// Build output directory or a megabinary file.
@@ -176,6 +204,13 @@ const RUN_EXIT_CODES: &str = "Exit codes:
   127  not found: path not in the manifest, skipped (not recompiled), unknown digest or tool
   134  the program trapped: one line names it and the trap (the wasm backtrace with
        --backtrace, or when RUST_BACKTRACE is set)";
+
+#[cfg(feature = "serve")]
+const SERVE_EXIT_CODES: &str = "Exit codes:
+  0    stdin closed (stdio transport)
+  1    the transport failed (e.g. the address cannot be listened on)
+  126  refused: the build does not verify (pin, ownership, a file does not match)
+  127  the build output does not exist";
 
 const VERIFY_EXIT_CODES: &str = "Exit codes:
   0    the build verifies
@@ -307,6 +342,29 @@ fn main() -> ExitCode {
             install,
             &register_file,
         )),
+        #[cfg(feature = "serve")]
+        Command::Serve {
+            rootfs,
+            listen,
+            max_concurrency,
+            timeout,
+            max_memory,
+            expose_programs,
+            trust,
+            out,
+        } => {
+            let opts = megabin::serve::Options {
+                out,
+                rootfs,
+                trust,
+                max_concurrency: max_concurrency
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+                timeout,
+                max_memory,
+                expose_programs,
+            };
+            exit(megabin::serve::run(opts, listen))
+        }
         Command::Completions { shell } => {
             print_bytes(&megabin::commands::docs::completions(Cli::command(), shell))
         }

@@ -47,11 +47,11 @@ fn sample_rootfs_manifest_matches_the_files() {
     assert_eq!(m.skipped["/usr/bin/greet.sh"], "script");
     assert!(!m.binaries.contains_key("/etc/passwd") && !m.skipped.contains_key("/etc/passwd"));
     assert_eq!(
-        m.agent_tools["search_web"],
+        m.agent_tools["search_web"].digest,
         m.binaries["/usr/bin/envargs"].hash
     );
     assert_eq!(
-        m.agent_tools["write_file"],
+        m.agent_tools["write_file"].digest,
         m.binaries["/usr/bin/fsops"].hash
     );
     // the JSON summary

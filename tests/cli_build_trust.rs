@@ -335,9 +335,9 @@ fn verify_rootfs_reports_code_not_built_from_the_rootfs() {
             b.size = real_size;
         }
     }
-    for d in m.agent_tools.values_mut() {
-        if *d == evil_digest {
-            *d = real_digest.clone();
+    for tool in m.agent_tools.values_mut() {
+        if tool.digest == evil_digest {
+            tool.digest = real_digest.clone();
         }
     }
     reseal(&out, &mut m);

@@ -12,6 +12,7 @@ pub mod manifest;
 pub mod measure;
 pub mod open;
 pub mod run;
+pub mod session;
 pub mod trust;
 pub mod verify;
 

@@ -24,8 +24,8 @@ pub struct Manifest {
     pub megabinaries: BTreeMap<String, String>,
     /// Absolute rootfs path → program.
     pub binaries: BTreeMap<String, Binary>,
-    /// Agent tool name → program digest.
-    pub agent_tools: BTreeMap<String, String>,
+    /// Agent tool name → the program it names, with what `serve` tells agents about it.
+    pub agent_tools: BTreeMap<String, AgentTool>,
     /// Absolute rootfs path → why it is not in the megabinary.
     pub skipped: BTreeMap<String, String>,
     /// Ahead-of-time compiled artifacts, when built with `--aot`.
@@ -45,9 +45,10 @@ pub struct Manifest {
 pub struct BuildInfo {
     /// Cap on a megabinary's estimated size in bytes (`--max-shard-size`).
     pub max_shard_bytes: u64,
-    /// The configuration's agent tools: name → absolute rootfs path (from `megabin.toml` or
-    /// `--config`).
-    pub agent_tools: BTreeMap<String, String>,
+    /// The configuration's agent tools (from `megabin.toml` or `--config`): name → the entry
+    /// as configured, an absolute rootfs path or the table form (`path`, `description`,
+    /// `timeout`, `max_memory`, `input_schema`).
+    pub agent_tools: BTreeMap<String, serde_json::Value>,
     /// Whether foreign imports were stubbed (`--stub-foreign-imports` or the configuration).
     #[serde(default)]
     pub stub_foreign_imports: bool,
@@ -62,6 +63,104 @@ pub struct Aot {
     pub engine: String,
     /// Artifact file name (`container.cwasm`) → its `sha256:` digest.
     pub artifacts: BTreeMap<String, String>,
+}
+
+/// An agent tool: a program of the build offered to agents (by `megabin serve`).
+///
+/// Written as an object; a manifest of an earlier release, whose tools were plain digest
+/// strings, is read as well (such a tool has no path: see [`AgentTool::path`]).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(from = "AgentToolForm", into = "AgentToolForm")]
+pub struct AgentTool {
+    /// `sha256:<hex>` of the program.
+    pub digest: String,
+    /// The absolute in-rootfs path the tool was configured with (`None` only in manifests
+    /// of earlier releases).
+    pub path: Option<String>,
+    /// What the tool does, shown to agents.
+    pub description: Option<String>,
+    /// Per-call wall-clock limit, in milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// Per-call cap on all memories together, in bytes.
+    pub max_memory: Option<u64>,
+    /// The JSON Schema of the tool's arguments, when it narrows the default one.
+    pub input_schema: Option<serde_json::Value>,
+}
+
+impl AgentTool {
+    /// A tool with only a digest and a path.
+    pub fn new(digest: String, path: String) -> Self {
+        AgentTool {
+            digest,
+            path: Some(path),
+            description: None,
+            timeout_ms: None,
+            max_memory: None,
+            input_schema: None,
+        }
+    }
+}
+
+/// The on-disk forms of an [`AgentTool`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+enum AgentToolForm {
+    /// Earlier releases: the digest only.
+    Digest(String),
+    /// The object form.
+    Object(AgentToolObject),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentToolObject {
+    digest: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_memory: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    input_schema: Option<serde_json::Value>,
+}
+
+impl From<AgentToolForm> for AgentTool {
+    fn from(f: AgentToolForm) -> Self {
+        match f {
+            AgentToolForm::Digest(digest) => AgentTool {
+                digest,
+                path: None,
+                description: None,
+                timeout_ms: None,
+                max_memory: None,
+                input_schema: None,
+            },
+            AgentToolForm::Object(o) => AgentTool {
+                digest: o.digest,
+                path: o.path,
+                description: o.description,
+                timeout_ms: o.timeout_ms,
+                max_memory: o.max_memory,
+                input_schema: o.input_schema,
+            },
+        }
+    }
+}
+
+impl From<AgentTool> for AgentToolForm {
+    fn from(t: AgentTool) -> Self {
+        AgentToolForm::Object(AgentToolObject {
+            digest: t.digest,
+            path: t.path,
+            description: t.description,
+            timeout_ms: t.timeout_ms,
+            max_memory: t.max_memory,
+            input_schema: t.input_schema,
+        })
+    }
 }
 
 /// One path that maps to a program.
@@ -114,7 +213,7 @@ pub fn sha256_string(bytes: &[u8]) -> String {
 pub fn container_id(
     megabinaries: &BTreeMap<String, String>,
     binaries: &BTreeMap<String, Binary>,
-    agent_tools: &BTreeMap<String, String>,
+    agent_tools: &BTreeMap<String, AgentTool>,
     aot: Option<&Aot>,
 ) -> String {
     let canonical = serde_json::to_vec(&(FORMAT, megabinaries, binaries, agent_tools, aot))
@@ -173,8 +272,22 @@ mod tests {
         b3.get_mut("/bin/x").unwrap().stubbed_imports = vec!["env::host_call".into()];
         assert_ne!(id, container_id(&m, &b3, &tools, None));
         let mut t2 = tools.clone();
-        t2.insert("tool".into(), sha256_string(b"x"));
+        let tool = AgentTool::new(sha256_string(b"x"), "/bin/x".into());
+        t2.insert("tool".into(), tool.clone());
         assert_ne!(id, container_id(&m, &b, &t2, None));
+        // Every field of a tool is covered: a description or limit agents see, too.
+        let mut t3 = t2.clone();
+        t3.get_mut("tool").unwrap().description = Some("d".into());
+        assert_ne!(
+            container_id(&m, &b, &t2, None),
+            container_id(&m, &b, &t3, None)
+        );
+        let mut t4 = t2.clone();
+        t4.get_mut("tool").unwrap().timeout_ms = Some(1);
+        assert_ne!(
+            container_id(&m, &b, &t2, None),
+            container_id(&m, &b, &t4, None)
+        );
         let aot = Aot {
             engine: "e".into(),
             artifacts: [("container.cwasm".to_string(), sha256_string(b"n"))].into(),
@@ -185,5 +298,20 @@ mod tests {
             Some(sha256_string(b"x"))
         );
         assert!(parse_digest("sha256:zz").is_none());
+    }
+
+    #[test]
+    fn agent_tools_read_both_forms_and_write_objects() {
+        let old: AgentTool = serde_json::from_str(&format!("\"{}\"", sha256_string(b"x"))).unwrap();
+        assert_eq!(old.digest, sha256_string(b"x"));
+        assert_eq!(old.path, None);
+        let mut t = AgentTool::new(sha256_string(b"x"), "/bin/x".into());
+        t.max_memory = Some(1 << 20);
+        let json = serde_json::to_value(&t).unwrap();
+        assert_eq!(json["path"], "/bin/x");
+        assert_eq!(json["max_memory"], 1 << 20);
+        assert!(json.get("description").is_none());
+        assert_eq!(serde_json::from_value::<AgentTool>(json).unwrap(), t);
+        assert!(serde_json::from_str::<AgentTool>(r#"{"digest":"x","bogus":1}"#).is_err());
     }
 }

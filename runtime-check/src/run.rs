@@ -127,17 +127,36 @@ fn size(bytes: usize) -> String {
     }
 }
 
-struct Host {
-    wasi: WasiP1Ctx,
-    limits: MemoryCap,
+/// The store data of a run: the WASI context and the memory cap.
+pub(crate) struct Host {
+    pub(crate) wasi: WasiP1Ctx,
+    pub(crate) limits: MemoryCap,
 }
 
 /// Caps the total size of all memories of the instance and remembers whether it refused.
-struct MemoryCap {
-    max: Option<usize>,
-    total: usize,
+pub(crate) struct MemoryCap {
+    pub(crate) max: Option<usize>,
+    pub(crate) total: usize,
     /// The total the first refused growth asked for.
-    denied: Option<usize>,
+    pub(crate) denied: Option<usize>,
+}
+
+impl MemoryCap {
+    /// A cap of `max` bytes (none: unlimited).
+    pub(crate) fn new(max: Option<usize>) -> Self {
+        MemoryCap {
+            max,
+            total: 0,
+            denied: None,
+        }
+    }
+}
+
+/// A linker with the stock preview1 host for [`Host`] stores (exit statuses passed through).
+pub(crate) fn wasi_linker(engine: &Engine) -> wasmtime::Result<Linker<Host>> {
+    let mut linker: Linker<Host> = Linker::new(engine);
+    crate::host::add_wasi(&mut linker, |h: &mut Host| &mut h.wasi)?;
+    Ok(linker)
 }
 
 impl ResourceLimiter for MemoryCap {
@@ -186,9 +205,7 @@ pub fn run_module(
     digest: &[u8; 32],
     config: &RunConfig,
 ) -> Result<i32, RunError> {
-    let mut linker: Linker<Host> = Linker::new(engine);
-    crate::host::add_wasi(&mut linker, |h: &mut Host| &mut h.wasi)
-        .map_err(|e| RunError::Load(e.to_string()))?;
+    let linker = wasi_linker(engine).map_err(|e| RunError::Load(e.to_string()))?;
     let pre = linker
         .instantiate_pre(module)
         .map_err(|e| RunError::Load(format!("{e:?}")))?;
@@ -203,11 +220,7 @@ pub fn run_module(
         engine,
         Host {
             wasi: b.build_p1(),
-            limits: MemoryCap {
-                max: config.max_memory,
-                total: 0,
-                denied: None,
-            },
+            limits: MemoryCap::new(config.max_memory),
         },
     );
     store.limiter(|h| &mut h.limits);

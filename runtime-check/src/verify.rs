@@ -173,10 +173,11 @@ impl Container {
             }
             Request::Digest(d) => by_digest_or_prefix(manifest, d)?,
             Request::Tool(name) => {
-                let d = manifest
+                let d = &manifest
                     .agent_tools
                     .get(name)
-                    .ok_or_else(|| not_found(format!("no agent tool `{name}` in the manifest")))?;
+                    .ok_or_else(|| not_found(format!("no agent tool `{name}` in the manifest")))?
+                    .digest;
                 by_digest(manifest, d).ok_or_else(|| {
                     refused(format!(
                         "agent tool `{name}` names {d}, which no binary has"

@@ -15,7 +15,7 @@ pub use plan::{plan, shard_file, DEFAULT_MAX_SHARD_BYTES};
 pub use crate::config::CONFIG_FILE;
 use crate::config::{Config, ConfigError};
 use crate::manifest::{
-    container_id, digest_string, sha256_string, Aot, Binary, BuildInfo, Manifest, FORMAT,
+    container_id, digest_string, sha256_string, AgentTool, Aot, Binary, BuildInfo, Manifest, FORMAT,
 };
 use crate::rootfs::{self, ScanError, ScanOptions};
 use serde::Serialize;
@@ -349,12 +349,26 @@ fn check(
 }
 
 /// Agent tools must name merged programs: tool name → program digest.
-fn agent_tools(config: &Config, checked: &Checked) -> Result<BTreeMap<String, String>, BuildError> {
+fn agent_tools(
+    config: &Config,
+    checked: &Checked,
+) -> Result<BTreeMap<String, AgentTool>, BuildError> {
     let mut agent_tools = BTreeMap::new();
-    for (tool, path) in &config.agent_tools {
+    for (tool, spec) in config.tools() {
+        let path = &spec.path;
         match checked.ready.iter().find(|r| r.paths.contains(path)) {
             Some(r) => {
-                agent_tools.insert(tool.clone(), digest_string(&r.content.digest()));
+                agent_tools.insert(
+                    tool.clone(),
+                    AgentTool {
+                        digest: digest_string(&r.content.digest()),
+                        path: Some(path.clone()),
+                        description: spec.description.clone(),
+                        timeout_ms: spec.timeout_ms,
+                        max_memory: spec.max_memory,
+                        input_schema: spec.input_schema.clone(),
+                    },
+                );
             }
             None => {
                 let reason = match checked.skipped.get(path) {
@@ -436,7 +450,7 @@ fn manifest(
     config: &Config,
     checked: &Checked,
     (shards, stubbed): (&[Vec<usize>], &[Vec<String>]),
-    agent_tools: BTreeMap<String, String>,
+    agent_tools: BTreeMap<String, AgentTool>,
     megabinaries: &Files,
     aot: Option<(String, &Files)>,
 ) -> Manifest {
@@ -480,7 +494,11 @@ fn manifest(
         aot,
         build: Some(BuildInfo {
             max_shard_bytes: opts.max_shard_bytes,
-            agent_tools: config.agent_tools.clone(),
+            agent_tools: config
+                .agent_tools
+                .iter()
+                .filter_map(|(n, t)| Some((n.clone(), serde_json::to_value(t).ok()?)))
+                .collect(),
             stub_foreign_imports: opts.stub_foreign_imports || config.stub_foreign_imports,
         }),
     }

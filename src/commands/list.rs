@@ -32,8 +32,8 @@ pub struct Listing {
     pub container_id: String,
     /// Programs by digest order.
     pub programs: Vec<Listed>,
-    /// Agent tool name → program digest.
-    pub agent_tools: BTreeMap<String, String>,
+    /// Agent tool name → its record (program digest, path, description, limits).
+    pub agent_tools: BTreeMap<String, runtime_check::manifest::AgentTool>,
 }
 
 /// The listing of a trusted manifest.
@@ -95,8 +95,12 @@ pub fn print(l: &Listing) {
     }
     if !l.agent_tools.is_empty() {
         println!("agent tools:");
-        for (name, d) in &l.agent_tools {
-            println!("  {name}  {}", short(d));
+        for (name, tool) in &l.agent_tools {
+            let path = tool.path.as_deref().unwrap_or("");
+            match &tool.description {
+                Some(d) => println!("  {name}  {}  {path}  {d}", short(&tool.digest)),
+                None => println!("  {name}  {}  {path}", short(&tool.digest)),
+            }
         }
     }
 }

@@ -37,7 +37,11 @@ pub fn check_provenance(out: &Path, manifest: &Manifest, rootfs: &Path) -> Vec<S
         Some(b) => build::build_outputs_with_config(
             &opts,
             Config {
-                agent_tools: b.agent_tools.clone(),
+                agent_tools: b
+                    .agent_tools
+                    .iter()
+                    .filter_map(|(n, t)| Some((n.clone(), serde_json::from_value(t.clone()).ok()?)))
+                    .collect(),
                 stub_foreign_imports: b.stub_foreign_imports,
             },
         ),

@@ -63,11 +63,19 @@ pub fn verify_build(container: &Container, root: Option<&Path>) -> Vec<String> {
             }
         }
     }
-    for (tool, d) in &manifest.agent_tools {
+    for (tool, t) in &manifest.agent_tools {
+        let d = &t.digest;
         if !manifest.binaries.values().any(|b| &b.hash == d) {
             problems.push(format!(
                 "agent tool `{tool}` names {d}, which no binary has"
             ));
+        }
+        if let Some(path) = &t.path {
+            if manifest.binaries.get(path).map(|b| &b.hash) != Some(d) {
+                problems.push(format!(
+                    "agent tool `{tool}`: its path {path} is not a binary with digest {d}"
+                ));
+            }
         }
     }
     if let Some(root) = root {
