@@ -10,8 +10,8 @@
 //! by a shared allocator function that grows the bridge memory on demand (no fixed I/O cap).
 
 use crate::code::{
-    counted_loop, elem_addr, fetch_strings, increment, min_u, Bound, LocalAlloc, OnHostError,
-    Strings,
+    counted_loop, elem_addr, fetch_strings, increment, load_byte, min_u, Bound, LocalAlloc,
+    OnHostError, Strings,
 };
 use crate::layout::HIDDEN_ENV_PREFIX;
 use crate::wasi::{Param, Role, Used, WasiFunc};
@@ -135,6 +135,15 @@ struct Gen<'a> {
     entry: u32,
 }
 
+/// Which way [`Gen::copy`] copies.
+#[derive(Clone, Copy)]
+enum Way {
+    /// From the entry's memory to the bridge.
+    In,
+    /// From the bridge to the entry's memory.
+    Out,
+}
+
 impl Gen<'_> {
     /// A 4-byte aligned access to the entry's memory at `offset`.
     fn entry_word(&self, offset: u64) -> MemArg {
@@ -187,7 +196,7 @@ impl Gen<'_> {
                     let b = self.alloc_local(s, locals, |s| {
                         s.local_get(len as u32).i64_extend_i32_u();
                     });
-                    self.copy_in(s, b, param, |s| {
+                    self.copy(s, Way::In, b, param, |s| {
                         s.local_get(len as u32);
                     });
                     b
@@ -199,7 +208,7 @@ impl Gen<'_> {
                     let b = self.alloc_local(s, locals, |s| {
                         s.i64_const(size as i64);
                     });
-                    self.copy_in(s, b, param, |s| {
+                    self.copy(s, Way::In, b, param, |s| {
                         s.i32_const(size as i32);
                     });
                     b
@@ -213,7 +222,7 @@ impl Gen<'_> {
                             .i64_mul();
                     });
                     if matches!(p, Param::InArray { .. }) {
-                        self.copy_in(s, b, param, |s| {
+                        self.copy(s, Way::In, b, param, |s| {
                             s.local_get(count).i32_const(elem as i32).i32_mul();
                         });
                     }
@@ -249,13 +258,13 @@ impl Gen<'_> {
             let Some(b) = bridged[i] else { continue };
             let dst = i as u32;
             match *p {
-                Param::Out { size } => self.copy_out(s, dst, b, |s| {
+                Param::Out { size } => self.copy(s, Way::Out, dst, b, |s| {
                     s.i32_const(size as i32);
                 }),
-                Param::InOutBytes { len } => self.copy_out(s, dst, b, |s| {
+                Param::InOutBytes { len } => self.copy(s, Way::Out, dst, b, |s| {
                     s.local_get(len as u32);
                 }),
-                Param::OutBytes { len, used } => self.copy_out(s, dst, b, |s| match used {
+                Param::OutBytes { len, used } => self.copy(s, Way::Out, dst, b, |s| match used {
                     Used::All => {
                         s.local_get(len as u32);
                     }
@@ -266,7 +275,7 @@ impl Gen<'_> {
                         min_u(s, tmp, capacity, |s| load_used(s, u));
                     }
                 }),
-                Param::OutArray { elem, count, used } => self.copy_out(s, dst, b, |s| {
+                Param::OutArray { elem, count, used } => self.copy(s, Way::Out, dst, b, |s| {
                     // min(used, count) records: never more than the caller's array holds
                     min_u(
                         s,
@@ -299,30 +308,22 @@ impl Gen<'_> {
         l
     }
 
-    /// Copies `len` bytes from the entry pointer in local `src` to the bridge pointer in `dst`.
-    fn copy_in(
+    /// Copies `len` bytes from the pointer in local `src` to the pointer in local `dst`: from
+    /// the entry's memory to the bridge ([`Way::In`]) or back ([`Way::Out`]).
+    fn copy(
         &self,
         s: &mut InstructionSink,
+        way: Way,
         dst: u32,
         src: u32,
         len: impl FnOnce(&mut InstructionSink),
     ) {
         s.local_get(dst).local_get(src);
         len(s);
-        s.memory_copy(self.env.memory, self.entry);
-    }
-
-    /// Copies `len` bytes from the bridge pointer in local `src` to the entry pointer in `dst`.
-    fn copy_out(
-        &self,
-        s: &mut InstructionSink,
-        dst: u32,
-        src: u32,
-        len: impl FnOnce(&mut InstructionSink),
-    ) {
-        s.local_get(dst).local_get(src);
-        len(s);
-        s.memory_copy(self.entry, self.env.memory);
+        match way {
+            Way::In => s.memory_copy(self.env.memory, self.entry),
+            Way::Out => s.memory_copy(self.entry, self.env.memory),
+        };
     }
 
     /// Copies an iovec array (pointer param `p`, count param `count`) into the bridge, with a
@@ -339,7 +340,7 @@ impl Gen<'_> {
         let arr = self.alloc_local(s, locals, |s| {
             s.local_get(count).i64_extend_i32_u().i64_const(8).i64_mul();
         });
-        self.copy_in(s, arr, p, |s| {
+        self.copy(s, Way::In, arr, p, |s| {
             s.local_get(count).i32_const(8).i32_mul();
         });
         let [j, addr, buf] = locals.i32s();
@@ -429,10 +430,7 @@ impl Gen<'_> {
         let i = locals.add(ValType::I32);
         s.i32_const(1).local_set(hidden).i32_const(0).local_set(i);
         counted_loop(s, i, Bound::Const(len as i32), |s| {
-            s.local_get(str_)
-                .local_get(i)
-                .i32_add()
-                .i32_load8_u(self.env.byte(0))
+            load_byte(s, self.env, str_, i)
                 .local_get(i)
                 .i32_load8_u(self.env.byte(addr as u64))
                 .i32_ne()
@@ -448,10 +446,7 @@ impl Gen<'_> {
     fn strlen(&self, s: &mut InstructionSink, str_: u32, len: u32) {
         s.i32_const(0).local_set(len);
         s.block(BlockType::Empty).loop_(BlockType::Empty);
-        s.local_get(str_)
-            .local_get(len)
-            .i32_add()
-            .i32_load8_u(self.env.byte(0))
+        load_byte(s, self.env, str_, len)
             .local_get(len)
             .i32_const(1)
             .i32_add()
@@ -526,7 +521,7 @@ impl Gen<'_> {
     fn copy_strings(&self, s: &mut InstructionSink, strings: Strings, buf: (u32, u32), j: u32) {
         let (ptrs, entry_buf) = (0u32, 1u32);
         let (bytes, bbuf) = buf;
-        self.copy_out(s, entry_buf, bbuf, |s| {
+        self.copy(s, Way::Out, entry_buf, bbuf, |s| {
             s.local_get(bytes);
         });
         counted_loop(s, j, Bound::Local(strings.count), |s| {

@@ -98,6 +98,19 @@ pub(crate) fn elem_addr<'a, 'b>(
         .i32_add()
 }
 
+/// Pushes the bridge byte at `base + index` (both locals).
+pub(crate) fn load_byte<'a, 'b>(
+    s: &'a mut InstructionSink<'b>,
+    env: &BridgeEnv,
+    base: u32,
+    index: u32,
+) -> &'a mut InstructionSink<'b> {
+    s.local_get(base)
+        .local_get(index)
+        .i32_add()
+        .i32_load8_u(env.byte(0))
+}
+
 /// Pushes `min_u(a, b)` using the two scratch locals from [`LocalAlloc::tmp_pair`].
 pub(crate) fn min_u(
     s: &mut InstructionSink,

@@ -8,7 +8,9 @@
 //! - `megabin_dispatch(ptr) -> i32`: runs the program whose 32-byte digest is at `ptr` in the
 //!   bridge memory, or returns 1 without running anything.
 
-use crate::code::{counted_loop, elem_addr, fetch_strings, Bound, LocalAlloc, OnHostError};
+use crate::code::{
+    counted_loop, elem_addr, fetch_strings, load_byte, Bound, LocalAlloc, OnHostError,
+};
 use crate::layout::{BridgeEnv, Span, StaticLayout, RECORD_SIZE, STATIC_BASE};
 use crate::names;
 use wasm_encoder::{BlockType, Function, InstructionSink, ValType};
@@ -256,16 +258,8 @@ impl Gen<'_> {
             .select()
             .local_set(n);
         counted_loop(s, i, Bound::Local(n), |s| {
-            let byte = self.env.byte(0);
-            let load = |s: &mut InstructionSink, str_: u32, into: u32| {
-                s.local_get(str_)
-                    .local_get(i)
-                    .i32_add()
-                    .i32_load8_u(byte)
-                    .local_set(into);
-            };
-            load(s, a, x);
-            load(s, b, y);
+            load_byte(s, self.env, a, i).local_set(x);
+            load_byte(s, self.env, b, i).local_set(y);
             s.local_get(x).local_get(y).i32_ne().if_(BlockType::Empty);
             s.i32_const(-1)
                 .i32_const(1)
@@ -331,11 +325,7 @@ impl Gen<'_> {
         let (src, dst) = (0, 1);
         let [i, c, v, acc] = l.i32s();
         counted_loop(s, i, Bound::Const(64), |s| {
-            s.local_get(src)
-                .local_get(i)
-                .i32_add()
-                .i32_load8_u(self.env.byte(0))
-                .local_set(c);
+            load_byte(s, self.env, src, i).local_set(c);
             // digit?
             s.local_get(c)
                 .i32_const(48)
@@ -400,6 +390,19 @@ impl Gen<'_> {
             .if_(BlockType::Empty);
     }
 
+    /// With a bridge string's address pushed: compares its first bytes with the static
+    /// `prefix` (`memcmp`, 0 when equal).
+    fn compare_prefix<'a, 'b>(
+        &self,
+        s: &'a mut InstructionSink<'b>,
+        (ptr, len): Span,
+    ) -> &'a mut InstructionSink<'b> {
+        s.i32_const(len as i32)
+            .i32_const(ptr as i32)
+            .i32_const(len as i32)
+            .call(self.f(DispatchFunc::Memcmp))
+    }
+
     fn say(&self, s: &mut InstructionSink, (ptr, len): Span) {
         s.i32_const(ptr as i32)
             .i32_const(len as i32)
@@ -425,15 +428,12 @@ impl Gen<'_> {
             elem_addr(s, env.ptrs, i, 4)
                 .i32_load(self.env.word(0))
                 .local_set(str_);
-            let (pp, pl) = self.r.entry_prefix;
-            s.local_get(str_)
-                .i32_const(pl as i32)
-                .i32_const(pp as i32)
-                .i32_const(pl as i32)
-                .call(self.f(DispatchFunc::Memcmp))
+            let prefix = self.r.entry_prefix;
+            s.local_get(str_);
+            self.compare_prefix(s, prefix)
                 .i32_eqz()
                 .if_(BlockType::Empty);
-            s.local_get(str_).i32_const(pl as i32).i32_add();
+            s.local_get(str_).i32_const(prefix.1 as i32).i32_add();
             self.run_by_digest_value(s, str_, dig, id);
             s.end();
         });
@@ -443,12 +443,9 @@ impl Gen<'_> {
     /// With the address of a `MEGABIN_ENTRY` value pushed: stores it in `str_`, and runs the
     /// program it names (`sha256:` + 64 hex digits + NUL, parsed into `dig`) or fails.
     fn run_by_digest_value(&self, s: &mut InstructionSink, str_: u32, dig: u32, id: u32) {
-        let (sp, sl) = self.r.sha_prefix;
-        s.local_tee(str_)
-            .i32_const(sl as i32)
-            .i32_const(sp as i32)
-            .i32_const(sl as i32)
-            .call(self.f(DispatchFunc::Memcmp))
+        let sl = self.r.sha_prefix.1;
+        s.local_tee(str_);
+        self.compare_prefix(s, self.r.sha_prefix)
             .if_(BlockType::Empty);
         self.fail(s, self.r.msgs.bad_env);
         s.end();
@@ -496,11 +493,7 @@ impl Gen<'_> {
             .local_set(base);
         s.i32_const(0).local_set(len);
         s.block(BlockType::Empty).loop_(BlockType::Empty);
-        s.local_get(str_)
-            .local_get(len)
-            .i32_add()
-            .i32_load8_u(self.env.byte(0))
-            .local_tee(i);
+        load_byte(s, self.env, str_, len).local_tee(i);
         s.i32_eqz().br_if(1);
         s.local_get(len).i32_const(1).i32_add().local_set(len);
         s.local_get(i)
