@@ -23,6 +23,6 @@ pub mod wasi;
 pub use crate::{
     code::LocalAlloc,
     dispatch::{DispatchFunc, DispatchImports, GenFunc, Router, EXIT_NOT_FOUND},
-    layout::{BridgeEnv, RouteEntry, RouteError, HIDDEN_ENV_PREFIX, RECORD_SIZE, STATIC_BASE},
-    wasi::{lookup as lookup_wasi, Param, Role, Used, WasiFunc, WASI_FUNCS, WASI_MODULE},
+    layout::{BridgeEnv, RouteEntry, RouteError},
+    wasi::{Param, Role, Used, WasiFunc, WASI_FUNCS, WASI_MODULE},
 };

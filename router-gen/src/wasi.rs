@@ -1,8 +1,9 @@
 //! The one table of WASI preview1 (`wasi_snapshot_preview1`) functions.
 //!
-//! Every function is described by the kinds of its core-wasm parameters; the bridge generator
-//! derives each trampoline from this description alone, so adding a function means adding a
-//! row here, nothing else.
+//! Every function is described by the kinds of its core-wasm parameters ([`Param`]) and, for
+//! the few special cases, a [`Role`]; the bridge generator derives each trampoline from this
+//! description alone, so adding a function means adding a row here, nothing else.
+//! `tests/wasi_table.rs` checks every row against wasmtime-wasi's preview1 linker.
 
 /// The import module name of WASI preview1.
 pub const WASI_MODULE: &str = "wasi_snapshot_preview1";
