@@ -1,10 +1,10 @@
 //! The dispatcher of a megabinary.
 //!
-//! Its routing tables and messages are static data at the start of the bridge memory (see
-//! [`crate::layout`]). Generated functions ([`DispatchFunc`]):
+//! Its routing tables and messages are static data at the start of the bridge memory, laid
+//! out by this crate's private `layout` module. Generated functions ([`DispatchFunc`]):
 //!
 //! - `_start`: picks the program from `MEGABIN_ENTRY=sha256:<64 hex>` in the environment, else
-//!   from the basename of argv[0]; unknown → a message on stderr and exit code 127;
+//!   from the basename of `argv[0]`; unknown → a message on stderr and exit code 127;
 //! - `megabin_dispatch(ptr) -> i32`: runs the program whose 32-byte digest is at `ptr` in the
 //!   bridge memory, or returns 1 without running anything.
 
@@ -28,9 +28,9 @@ pub struct DispatchImports {
     pub fd_write: u32,
     /// `proc_exit`, to exit with [`EXIT_NOT_FOUND`].
     pub proc_exit: u32,
-    /// `args_sizes_get`, for argv[0].
+    /// `args_sizes_get`, for `argv[0]`.
     pub args_sizes_get: u32,
-    /// `args_get`, for argv[0].
+    /// `args_get`, for `argv[0]`.
     pub args_get: u32,
     /// `environ_sizes_get`, for `MEGABIN_ENTRY`.
     pub environ_sizes_get: u32,
@@ -180,7 +180,7 @@ impl Router {
     ) -> Vec<GenFunc> {
         assert_eq!(starts.len() as u32, self.layout.entries);
         let g = Gen {
-            r: &self.layout,
+            layout: &self.layout,
             first,
             imp: imports,
             env,
@@ -193,7 +193,7 @@ impl Router {
 }
 
 struct Gen<'a> {
-    r: &'a StaticLayout,
+    layout: &'a StaticLayout,
     first: u32,
     imp: &'a DispatchImports,
     env: &'a BridgeEnv,
@@ -379,8 +379,8 @@ impl Gen<'_> {
     /// Searches the digest table for the 32 bytes at local `key` into local `id` and opens an
     /// `if` taken when it is not found.
     fn search_digest(&self, s: &mut InstructionSink, key: u32, id: u32) {
-        s.i32_const(self.r.digests.at as i32)
-            .i32_const(self.r.digests.len as i32)
+        s.i32_const(self.layout.digests.at as i32)
+            .i32_const(self.layout.digests.len as i32)
             .local_get(key)
             .i32_const(32)
             .call(self.f(DispatchFunc::Search))
@@ -416,7 +416,7 @@ impl Gen<'_> {
             .unreachable();
     }
 
-    /// `_start`: select by `MEGABIN_ENTRY`, else by argv[0]'s basename.
+    /// `_start`: select by `MEGABIN_ENTRY`, else by `argv[0]`'s basename.
     fn start(&self, s: &mut InstructionSink, l: &mut LocalAlloc) {
         s.i32_const(self.env.scratch_base as i32)
             .global_set(self.env.cursor_global);
@@ -428,7 +428,7 @@ impl Gen<'_> {
             elem_addr(s, env.ptrs, i, 4)
                 .i32_load(self.env.word(0))
                 .local_set(str_);
-            let prefix = self.r.entry_prefix;
+            let prefix = self.layout.entry_prefix;
             s.local_get(str_);
             self.compare_prefix(s, prefix)
                 .i32_eqz()
@@ -443,11 +443,11 @@ impl Gen<'_> {
     /// With the address of a `MEGABIN_ENTRY` value pushed: stores it in `str_`, and runs the
     /// program it names (`sha256:` + 64 hex digits + NUL, parsed into `dig`) or fails.
     fn run_by_digest_value(&self, s: &mut InstructionSink, str_: u32, dig: u32, id: u32) {
-        let sl = self.r.sha_prefix.1;
+        let sl = self.layout.sha_prefix.1;
         s.local_tee(str_);
-        self.compare_prefix(s, self.r.sha_prefix)
+        self.compare_prefix(s, self.layout.sha_prefix)
             .if_(BlockType::Empty);
-        self.fail(s, self.r.msgs.bad_env);
+        self.fail(s, self.layout.msgs.bad_env);
         s.end();
         s.local_get(str_)
             .i32_const(sl as i32)
@@ -456,22 +456,22 @@ impl Gen<'_> {
             .call(self.f(DispatchFunc::Unhex))
             .i32_eqz()
             .if_(BlockType::Empty);
-        self.fail(s, self.r.msgs.bad_env);
+        self.fail(s, self.layout.msgs.bad_env);
         s.end();
         s.local_get(str_)
             .i32_load8_u(self.env.byte(sl as u64 + 64))
             .if_(BlockType::Empty);
-        self.fail(s, self.r.msgs.bad_env);
+        self.fail(s, self.layout.msgs.bad_env);
         s.end();
         self.search_digest(s, dig, id);
-        self.fail(s, self.r.msgs.unknown_digest);
+        self.fail(s, self.layout.msgs.unknown_digest);
         s.end();
         s.local_get(id)
             .call(self.f(DispatchFunc::RunEntry))
             .return_();
     }
 
-    /// The end of `_start`: runs the program named by argv[0]'s basename, or fails. `i`, `str_`
+    /// The end of `_start`: runs the program named by `argv[0]`'s basename, or fails. `i`, `str_`
     /// and `id` are scratch locals.
     fn run_by_argv0(
         &self,
@@ -484,7 +484,7 @@ impl Gen<'_> {
         let args = (self.imp.args_sizes_get, self.imp.args_get);
         let argv = fetch_strings(s, l, self.env, args, OnHostError::NoStrings);
         s.local_get(argv.count).i32_eqz().if_(BlockType::Empty);
-        self.fail(s, self.r.msgs.no_argv0);
+        self.fail(s, self.layout.msgs.no_argv0);
         s.end();
         let [base, len] = l.i32s();
         s.local_get(argv.ptrs)
@@ -510,8 +510,8 @@ impl Gen<'_> {
             .local_get(base)
             .i32_sub()
             .local_set(len);
-        s.i32_const(self.r.aliases.at as i32)
-            .i32_const(self.r.aliases.len as i32)
+        s.i32_const(self.layout.aliases.at as i32)
+            .i32_const(self.layout.aliases.len as i32)
             .local_get(base)
             .local_get(len)
             .call(self.f(DispatchFunc::Search))
@@ -519,11 +519,11 @@ impl Gen<'_> {
             .i32_const(0)
             .i32_lt_s()
             .if_(BlockType::Empty);
-        self.say(s, self.r.msgs.unknown_name);
+        self.say(s, self.layout.msgs.unknown_name);
         s.local_get(base)
             .local_get(len)
             .call(self.f(DispatchFunc::Message));
-        self.fail(s, self.r.msgs.newline);
+        self.fail(s, self.layout.msgs.newline);
         s.end();
         s.local_get(id).call(self.f(DispatchFunc::RunEntry)).end();
     }

@@ -4,7 +4,7 @@
 //! Address 0 stays unused, like a null page. From [`STATIC_BASE`] come the dispatcher's static
 //! data: first the `MEGABIN_ENTRY=` prefix ([`HIDDEN_ENV_PREFIX`], which the environ
 //! trampolines compare against), then its messages, then every program's sha256 digest and every
-//! argv[0] alias, each as a sorted array of [`RECORD_SIZE`]-byte records
+//! `argv[0]` alias, each as a sorted array of [`RECORD_SIZE`]-byte records
 //! `{ptr: u32, len: u32, entry: u32}` searched by binary search. Scratch space starts after
 //! them, 8-byte aligned ([`StaticLayout::scratch_base`]).
 
@@ -60,7 +60,7 @@ pub struct RouteEntry {
     pub name: String,
     /// sha256 of the program file.
     pub digest: [u8; 32],
-    /// argv[0] basenames that select this program.
+    /// `argv[0]` basenames that select this program.
     pub aliases: Vec<String>,
 }
 
@@ -69,7 +69,7 @@ pub struct RouteEntry {
 pub enum RouteError {
     /// Two programs have the same digest (identical programs must be one entry).
     DuplicateDigest(String, String),
-    /// Two programs claim the same argv[0] name.
+    /// Two programs claim the same `argv[0]` name.
     DuplicateAlias(String),
 }
 
@@ -105,9 +105,9 @@ pub(crate) struct Messages {
     pub bad_env: Span,
     /// `MEGABIN_ENTRY` names no program.
     pub unknown_digest: Span,
-    /// Neither argv[0] nor `MEGABIN_ENTRY`.
+    /// Neither `argv[0]` nor `MEGABIN_ENTRY`.
     pub no_argv0: Span,
-    /// Start of the "unknown argv[0]" message (the name and [`Messages::newline`] follow).
+    /// Start of the "unknown `argv[0]`" message (the name and [`Messages::newline`] follow).
     pub unknown_name: Span,
     /// `\n`.
     pub newline: Span,
@@ -128,7 +128,7 @@ pub(crate) struct StaticLayout {
     pub msgs: Messages,
     /// Digest (32 bytes) → entry.
     pub digests: Table,
-    /// argv[0] basename → entry.
+    /// `argv[0]` basename → entry.
     pub aliases: Table,
     /// Number of entries.
     pub entries: u32,

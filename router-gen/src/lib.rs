@@ -2,7 +2,7 @@
 //!
 //! - [`wasi`]: the one table describing every WASI preview1 function, with its [`Role`];
 //! - [`bridge`]: per-program WASI trampolines that route calls through the bridge memory;
-//! - [`dispatch`]: the hash- and argv[0]-based dispatcher (`_start`, `megabin_dispatch`);
+//! - [`dispatch`]: the hash- and `argv[0]`-based dispatcher (`_start`, `megabin_dispatch`);
 //! - [`stub`]: trapping stand-ins for foreign (non-WASI) function imports;
 //! - [`names`]: the naming conventions of a megabinary (exports, name-section names).
 //!
