@@ -1,218 +1,151 @@
 //! The dispatcher of a megabinary.
 //!
-//! Static tables live at the start of the bridge memory (an active data segment of memory 0):
-//! every program's sha256 digest and every argv[0] alias, each as a sorted array of 12-byte
-//! records `{ptr: u32, len: u32, entry: u32}` searched by binary search. Generated functions:
+//! Its routing tables and messages are static data at the start of the bridge memory, laid
+//! out by this crate's private `layout` module. Generated functions ([`DispatchFunc`]):
 //!
 //! - `_start`: picks the program from `MEGABIN_ENTRY=sha256:<64 hex>` in the environment, else
-//!   from the basename of argv[0]; unknown → a message on stderr and exit code 127;
+//!   from the basename of `argv[0]`; unknown → a message on stderr and exit code 127;
 //! - `megabin_dispatch(ptr) -> i32`: runs the program whose 32-byte digest is at `ptr` in the
 //!   bridge memory, or returns 1 without running anything.
 
-use crate::bridge::BridgeEnv;
-use crate::code::LocalAlloc;
-use wasm_encoder::{BlockType, Function, InstructionSink, MemArg, ValType};
+use crate::code::{
+    counted_loop, elem_addr, fetch_strings, load_byte, Bound, LocalAlloc, OnHostError,
+};
+use crate::layout::{BridgeEnv, Span, StaticLayout, RECORD_SIZE, STATIC_BASE};
+use crate::names;
+use wasm_encoder::{BlockType, Function, InstructionSink, ValType};
+
+pub use crate::layout::{RouteEntry, RouteError, HIDDEN_ENV_PREFIX};
+pub use crate::names::ENTRY_ENV;
 
 /// Exit code of `_start` when no program matches (as shells use for "not found").
 pub const EXIT_NOT_FOUND: i32 = 127;
-/// Name of the environment variable that selects a program by digest.
-pub const ENTRY_ENV: &str = "MEGABIN_ENTRY";
-/// First bridge address used for static data (address 0 stays unused, like a null page).
-const STATIC_BASE: u32 = 64;
-/// Bridge address and length of the `MEGABIN_ENTRY=` prefix, the first static string: the
-/// environ trampolines leave this variable out of every program's environment.
-pub const HIDDEN_ENV_PREFIX: (u32, u32) = (STATIC_BASE, ENTRY_ENV.len() as u32 + 1);
-
-/// What the dispatcher needs to know about one program.
-#[derive(Clone, Debug)]
-pub struct RouteEntry {
-    /// Entry name (used in messages).
-    pub name: String,
-    /// sha256 of the program file.
-    pub digest: [u8; 32],
-    /// argv[0] basenames that select this program.
-    pub aliases: Vec<String>,
-}
 
 /// Function indices of the WASI imports the dispatcher calls.
 #[derive(Clone, Copy, Debug)]
 pub struct DispatchImports {
+    /// `fd_write`, for messages on stderr.
     pub fd_write: u32,
+    /// `proc_exit`, to exit with [`EXIT_NOT_FOUND`].
     pub proc_exit: u32,
+    /// `args_sizes_get`, for `argv[0]`.
     pub args_sizes_get: u32,
+    /// `args_get`, for `argv[0]`.
     pub args_get: u32,
+    /// `environ_sizes_get`, for `MEGABIN_ENTRY`.
     pub environ_sizes_get: u32,
+    /// `environ_get`, for `MEGABIN_ENTRY`.
     pub environ_get: u32,
 }
 
 /// A generated function: its name (for the name section), signature, body and export name.
 #[derive(Debug)]
 pub struct GenFunc {
+    /// Name-section name (`megabin::<name>`).
     pub name: String,
+    /// Parameter types.
     pub params: Vec<ValType>,
+    /// Result types.
     pub results: Vec<ValType>,
+    /// The body.
     pub body: Function,
+    /// Export name, if exported.
     pub export: Option<&'static str>,
 }
 
-/// Why a routing table could not be built.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RouteError {
-    /// Two programs have the same digest (identical programs must be one entry).
-    DuplicateDigest(String, String),
-    /// Two programs claim the same argv[0] name.
-    DuplicateAlias(String),
+/// The dispatcher's functions, in the order [`Router::functions`] places them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DispatchFunc {
+    /// `(ptr, len)`: writes bridge bytes to stderr.
+    Message,
+    /// `(a, alen, b, blen) -> -1 | 0 | 1`, lexicographic over bytes.
+    Memcmp,
+    /// `(table, count, key, keylen) -> entry | -1`: binary search of a routing table.
+    Search,
+    /// `(src, dst) -> ok`: parses 64 hex digits into 32 bytes.
+    Unhex,
+    /// `(entry)`: runs entry `entry`'s start function.
+    RunEntry,
+    /// `megabin_dispatch(ptr) -> i32`.
+    Dispatch,
+    /// `_start`.
+    Start,
 }
 
-impl std::fmt::Display for RouteError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+use ValType::I32;
+
+impl DispatchFunc {
+    /// Every dispatcher function, in order.
+    pub const ALL: [DispatchFunc; 7] = [
+        DispatchFunc::Message,
+        DispatchFunc::Memcmp,
+        DispatchFunc::Search,
+        DispatchFunc::Unhex,
+        DispatchFunc::RunEntry,
+        DispatchFunc::Dispatch,
+        DispatchFunc::Start,
+    ];
+    /// How many functions the dispatcher has.
+    pub const COUNT: u32 = Self::ALL.len() as u32;
+
+    /// Its index relative to the first dispatcher function.
+    pub const fn offset(self) -> u32 {
+        self as u32
+    }
+
+    /// Its name, without the `megabin::` prefix ([`names::internal`]).
+    pub fn name(self) -> &'static str {
         match self {
-            RouteError::DuplicateDigest(a, b) => {
-                write!(f, "entries `{a}` and `{b}` have the same digest")
-            }
-            RouteError::DuplicateAlias(n) => write!(f, "argv[0] name `{n}` maps to two entries"),
+            DispatchFunc::Message => "message",
+            DispatchFunc::Memcmp => "memcmp",
+            DispatchFunc::Search => "search",
+            DispatchFunc::Unhex => "unhex",
+            DispatchFunc::RunEntry => "run_entry",
+            DispatchFunc::Dispatch => "dispatch",
+            DispatchFunc::Start => "start",
+        }
+    }
+
+    /// Its core signature `(params, results)`.
+    pub fn signature(self) -> (Vec<ValType>, Vec<ValType>) {
+        match self {
+            DispatchFunc::Message => (vec![I32, I32], vec![]),
+            DispatchFunc::Memcmp | DispatchFunc::Search => (vec![I32; 4], vec![I32]),
+            DispatchFunc::Unhex => (vec![I32, I32], vec![I32]),
+            DispatchFunc::RunEntry => (vec![I32], vec![]),
+            DispatchFunc::Dispatch => (vec![I32], vec![I32]),
+            DispatchFunc::Start => (vec![], vec![]),
+        }
+    }
+
+    /// Its export name, if exported.
+    pub fn export(self) -> Option<&'static str> {
+        match self {
+            DispatchFunc::Dispatch => Some(names::DISPATCH_EXPORT),
+            DispatchFunc::Start => Some(names::START_EXPORT),
+            _ => None,
         }
     }
 }
-
-impl std::error::Error for RouteError {}
 
 /// The laid-out routing tables and messages.
 #[derive(Debug)]
 pub struct Router {
-    bytes: Vec<u8>,
-    digest_table: u32,
-    digests: u32,
-    alias_table: u32,
-    aliases: u32,
-    started_msgs: Vec<(u32, u32)>,
-    prefix: (u32, u32),
-    sha_prefix: (u32, u32),
-    bad_env: (u32, u32),
-    unknown_digest: (u32, u32),
-    no_argv0: (u32, u32),
-    unknown_name: (u32, u32),
-    newline: (u32, u32),
-    entries: u32,
-}
-
-struct Static {
-    bytes: Vec<u8>,
-}
-
-impl Static {
-    fn add(&mut self, data: &[u8]) -> (u32, u32) {
-        let at = STATIC_BASE + self.bytes.len() as u32;
-        self.bytes.extend_from_slice(data);
-        (at, data.len() as u32)
-    }
-    fn align(&mut self, to: usize) {
-        while !self.bytes.len().is_multiple_of(to) {
-            self.bytes.push(0);
-        }
-    }
+    layout: StaticLayout,
 }
 
 impl Router {
-    /// Number of functions [`Router::functions`] generates.
-    pub const FUNCS: u32 = 7;
+    /// Number of functions [`Router::functions`] generates ([`DispatchFunc::COUNT`]).
+    pub const FUNCS: u32 = DispatchFunc::COUNT;
+
+    /// Index of the message function among [`Router::functions`] (`(ptr, len) -> ()`).
+    pub const MESSAGE: u32 = DispatchFunc::Message.offset();
 
     /// Lays out the routing tables for `entries` (entry `k` is started by the k-th start
     /// function given to [`Router::functions`]).
     pub fn new(entries: &[RouteEntry]) -> Result<Self, RouteError> {
-        let mut st = Static { bytes: Vec::new() };
-        let msg = |st: &mut Static, s: &str| st.add(s.as_bytes());
-        let prefix = msg(&mut st, &format!("{ENTRY_ENV}="));
-        assert_eq!(
-            prefix, HIDDEN_ENV_PREFIX,
-            "the bridge relies on this address"
-        );
-        let sha_prefix = msg(&mut st, "sha256:");
-        let bad_env = msg(
-            &mut st,
-            &format!("megabin: {ENTRY_ENV} must be sha256:<64 hex digits>\n"),
-        );
-        let unknown_digest = msg(
-            &mut st,
-            &format!("megabin: {ENTRY_ENV} names no program of this megabinary\n"),
-        );
-        let no_argv0 = msg(
-            &mut st,
-            &format!("megabin: no argv[0] and no {ENTRY_ENV}: cannot tell which program to run\n"),
-        );
-        let unknown_name = msg(&mut st, "megabin: no program of this megabinary is called ");
-        let newline = msg(&mut st, "\n");
-        let started_msgs = entries
-            .iter()
-            .map(|e| {
-                msg(
-                    &mut st,
-                    &format!("megabin: program `{}` was already started in this instance; create a fresh instance per run\n", e.name),
-                )
-            })
-            .collect();
-
-        let mut digests: Vec<(Vec<u8>, u32)> = entries
-            .iter()
-            .enumerate()
-            .map(|(k, e)| (e.digest.to_vec(), k as u32))
-            .collect();
-        digests.sort();
-        for w in digests.windows(2) {
-            if w[0].0 == w[1].0 {
-                return Err(RouteError::DuplicateDigest(
-                    entries[w[0].1 as usize].name.clone(),
-                    entries[w[1].1 as usize].name.clone(),
-                ));
-            }
-        }
-        let mut aliases: Vec<(Vec<u8>, u32)> = entries
-            .iter()
-            .enumerate()
-            .flat_map(|(k, e)| {
-                e.aliases
-                    .iter()
-                    .map(move |a| (a.as_bytes().to_vec(), k as u32))
-            })
-            .collect();
-        aliases.sort();
-        aliases.dedup();
-        for w in aliases.windows(2) {
-            if w[0].0 == w[1].0 {
-                return Err(RouteError::DuplicateAlias(
-                    String::from_utf8_lossy(&w[0].0).into_owned(),
-                ));
-            }
-        }
-        let table = |st: &mut Static, rows: &[(Vec<u8>, u32)]| {
-            let strings: Vec<(u32, u32)> = rows.iter().map(|(s, _)| st.add(s)).collect();
-            st.align(4);
-            let at = STATIC_BASE + st.bytes.len() as u32;
-            for ((ptr, len), (_, k)) in strings.iter().zip(rows) {
-                for v in [*ptr, *len, *k] {
-                    st.bytes.extend_from_slice(&v.to_le_bytes());
-                }
-            }
-            at
-        };
-        let digest_table = table(&mut st, &digests);
-        let alias_table = table(&mut st, &aliases);
-        st.align(8);
         Ok(Router {
-            bytes: st.bytes,
-            digest_table,
-            digests: digests.len() as u32,
-            alias_table,
-            aliases: aliases.len() as u32,
-            started_msgs,
-            prefix,
-            sha_prefix,
-            bad_env,
-            unknown_digest,
-            no_argv0,
-            unknown_name,
-            newline,
-            entries: entries.len() as u32,
+            layout: StaticLayout::new(entries)?,
         })
     }
 
@@ -223,24 +156,21 @@ impl Router {
 
     /// The static data (tables and messages), to place at [`Router::static_base`].
     pub fn static_bytes(&self) -> &[u8] {
-        &self.bytes
+        &self.layout.bytes
     }
 
     /// First bridge address free for scratch use.
     pub fn scratch_base(&self) -> u32 {
-        STATIC_BASE + self.bytes.len() as u32
+        self.layout.scratch_base()
     }
-
-    /// Index of the message function among [`Router::functions`] (`(ptr, len) -> ()`).
-    pub const MESSAGE: u32 = 0;
 
     /// `(ptr, len)` in the bridge of the "already started" message of entry `k`.
     pub fn started_message(&self, k: usize) -> (u32, u32) {
-        self.started_msgs[k]
+        self.layout.msgs.started[k]
     }
 
-    /// Generates the dispatcher functions, to be placed at `first..first + FUNCS`;
-    /// `starts[k]` is the function index that starts entry `k`.
+    /// Generates the dispatcher functions ([`DispatchFunc::ALL`]), to be placed at
+    /// `first..first + FUNCS`; `starts[k]` is the function index that starts entry `k`.
     pub fn functions(
         &self,
         first: u32,
@@ -248,113 +178,88 @@ impl Router {
         env: &BridgeEnv,
         starts: &[u32],
     ) -> Vec<GenFunc> {
-        assert_eq!(starts.len() as u32, self.entries);
+        assert_eq!(starts.len() as u32, self.layout.entries);
         let g = Gen {
-            r: self,
+            layout: &self.layout,
             first,
             imp: imports,
             env,
         };
-        vec![
-            g.message(),
-            g.memcmp(),
-            g.search(),
-            g.unhex(),
-            g.run_entry(starts),
-            g.dispatch(),
-            g.start(),
-        ]
+        DispatchFunc::ALL
+            .iter()
+            .map(|&func| g.function(func, starts))
+            .collect()
     }
 }
 
-const MEMCMP: u32 = 1;
-const SEARCH: u32 = 2;
-const UNHEX: u32 = 3;
-const RUN_ENTRY: u32 = 4;
-
 struct Gen<'a> {
-    r: &'a Router,
+    layout: &'a StaticLayout,
     first: u32,
     imp: &'a DispatchImports,
     env: &'a BridgeEnv,
 }
 
-use ValType::I32;
-
-fn build(
-    name: &str,
-    params: Vec<ValType>,
-    results: Vec<ValType>,
-    export: Option<&'static str>,
-    gen: impl FnOnce(&mut InstructionSink, &mut LocalAlloc),
-) -> GenFunc {
-    let mut locals = LocalAlloc::new(params.len() as u32);
-    let mut body = Vec::new();
-    gen(&mut InstructionSink::new(&mut body), &mut locals);
-    GenFunc {
-        name: format!("megabin::{name}"),
-        params,
-        results,
-        body: locals.finish(body),
-        export,
-    }
-}
-
 impl Gen<'_> {
-    fn m(&self, offset: u64, align: u32) -> MemArg {
-        MemArg {
-            offset,
-            align,
-            memory_index: self.env.memory,
+    fn function(&self, func: DispatchFunc, starts: &[u32]) -> GenFunc {
+        let (params, results) = func.signature();
+        let mut locals = LocalAlloc::new(params.len() as u32);
+        let mut body = Vec::new();
+        let s = &mut InstructionSink::new(&mut body);
+        let l = &mut locals;
+        match func {
+            DispatchFunc::Message => self.message(s, l),
+            DispatchFunc::Memcmp => self.memcmp(s, l),
+            DispatchFunc::Search => self.search(s, l),
+            DispatchFunc::Unhex => self.unhex(s, l),
+            DispatchFunc::RunEntry => run_entry(s, starts),
+            DispatchFunc::Dispatch => self.dispatch(s, l),
+            DispatchFunc::Start => self.start(s, l),
+        }
+        GenFunc {
+            name: names::internal(func.name()),
+            params,
+            results,
+            body: locals.finish(body),
+            export: func.export(),
         }
     }
-    fn f(&self, k: u32) -> u32 {
-        self.first + k
+
+    /// The function index of `func`.
+    fn f(&self, func: DispatchFunc) -> u32 {
+        self.first + func.offset()
     }
 
     /// Writes `(ptr, len)` of the bridge to stderr.
-    fn message(&self) -> GenFunc {
-        build("message", vec![I32, I32], vec![], None, |s, l| {
-            let iov = l.add(I32);
-            s.i64_const(16).call(self.env.alloc_func).local_set(iov);
-            s.local_get(iov).local_get(0).i32_store(self.m(0, 2));
-            s.local_get(iov).local_get(1).i32_store(self.m(4, 2));
-            s.i32_const(2)
-                .local_get(iov)
-                .i32_const(1)
-                .local_get(iov)
-                .i32_const(8)
-                .i32_add()
-                .call(self.imp.fd_write)
-                .drop()
-                .end();
-        })
+    fn message(&self, s: &mut InstructionSink, l: &mut LocalAlloc) {
+        let iov = l.add(I32);
+        s.i64_const(16).call(self.env.alloc_func).local_set(iov);
+        s.local_get(iov).local_get(0).i32_store(self.env.word(0));
+        s.local_get(iov).local_get(1).i32_store(self.env.word(4));
+        s.i32_const(2)
+            .local_get(iov)
+            .i32_const(1)
+            .local_get(iov)
+            .i32_const(8)
+            .i32_add()
+            .call(self.imp.fd_write)
+            .drop()
+            .end();
     }
 
     /// `(a, alen, b, blen) -> -1 | 0 | 1`, lexicographic over bytes.
-    fn memcmp(&self) -> GenFunc {
-        build("memcmp", vec![I32; 4], vec![I32], None, |s, l| {
-            let (a, alen, b, blen) = (0, 1, 2, 3);
-            let (i, n, x, y) = (l.add(I32), l.add(I32), l.add(I32), l.add(I32));
-            s.local_get(alen)
-                .local_get(blen)
-                .local_get(alen)
-                .local_get(blen)
-                .i32_lt_u()
-                .select()
-                .local_set(n);
-            s.block(BlockType::Empty).loop_(BlockType::Empty);
-            s.local_get(i).local_get(n).i32_ge_u().br_if(1);
-            s.local_get(a)
-                .local_get(i)
-                .i32_add()
-                .i32_load8_u(self.m(0, 0))
-                .local_set(x);
-            s.local_get(b)
-                .local_get(i)
-                .i32_add()
-                .i32_load8_u(self.m(0, 0))
-                .local_set(y);
+    fn memcmp(&self, s: &mut InstructionSink, l: &mut LocalAlloc) {
+        let (a, alen, b, blen) = (0, 1, 2, 3);
+        let [i, n, x, y] = l.i32s();
+        s.local_get(alen)
+            .local_get(blen)
+            .local_get(alen)
+            .local_get(blen)
+            .i32_lt_u()
+            .select()
+            .local_set(n);
+        counted_loop(s, i, Bound::Local(n), |s| {
+            load_byte(s, self.env, a, i).local_set(x);
+            load_byte(s, self.env, b, i).local_set(y);
             s.local_get(x).local_get(y).i32_ne().if_(BlockType::Empty);
             s.i32_const(-1)
                 .i32_const(1)
@@ -364,74 +269,63 @@ impl Gen<'_> {
                 .select()
                 .return_()
                 .end();
-            s.local_get(i).i32_const(1).i32_add().local_set(i).br(0);
-            s.end().end();
-            // equal prefix: the shorter sorts first
-            s.local_get(alen)
-                .local_get(blen)
-                .i32_gt_u()
-                .local_get(alen)
-                .local_get(blen)
-                .i32_lt_u()
-                .i32_sub()
-                .end();
-        })
+        });
+        // equal prefix: the shorter sorts first
+        s.local_get(alen)
+            .local_get(blen)
+            .i32_gt_u()
+            .local_get(alen)
+            .local_get(blen)
+            .i32_lt_u()
+            .i32_sub()
+            .end();
     }
 
-    /// `(table, count, key, keylen) -> entry | -1`: binary search over 12-byte records.
-    fn search(&self) -> GenFunc {
-        build("search", vec![I32; 4], vec![I32], None, |s, l| {
-            let (table, count, key, keylen) = (0, 1, 2, 3);
-            let (lo, hi, mid, rec, c) =
-                (l.add(I32), l.add(I32), l.add(I32), l.add(I32), l.add(I32));
-            s.local_get(count).local_set(hi);
-            s.block(BlockType::Empty).loop_(BlockType::Empty);
-            s.local_get(lo).local_get(hi).i32_ge_u().br_if(1);
-            s.local_get(lo)
-                .local_get(hi)
-                .i32_add()
-                .i32_const(1)
-                .i32_shr_u()
-                .local_tee(mid)
-                .i32_const(12)
-                .i32_mul()
-                .local_get(table)
-                .i32_add()
-                .local_set(rec);
-            s.local_get(rec)
-                .i32_load(self.m(0, 2))
-                .local_get(rec)
-                .i32_load(self.m(4, 2))
-                .local_get(key)
-                .local_get(keylen)
-                .call(self.f(MEMCMP))
-                .local_tee(c)
-                .i32_eqz()
-                .if_(BlockType::Empty)
-                .local_get(rec)
-                .i32_load(self.m(8, 2))
-                .return_()
-                .end();
-            s.local_get(c).i32_const(0).i32_lt_s().if_(BlockType::Empty);
-            s.local_get(mid).i32_const(1).i32_add().local_set(lo);
-            s.else_().local_get(mid).local_set(hi).end();
-            s.br(0).end().end();
-            s.i32_const(-1).end();
-        })
+    /// `(table, count, key, keylen) -> entry | -1`: binary search over the records.
+    fn search(&self, s: &mut InstructionSink, l: &mut LocalAlloc) {
+        let (table, count, key, keylen) = (0, 1, 2, 3);
+        let [lo, hi, mid, rec, c] = l.i32s();
+        s.local_get(count).local_set(hi);
+        s.block(BlockType::Empty).loop_(BlockType::Empty);
+        s.local_get(lo).local_get(hi).i32_ge_u().br_if(1);
+        s.local_get(lo)
+            .local_get(hi)
+            .i32_add()
+            .i32_const(1)
+            .i32_shr_u()
+            .local_tee(mid)
+            .i32_const(RECORD_SIZE as i32)
+            .i32_mul()
+            .local_get(table)
+            .i32_add()
+            .local_set(rec);
+        s.local_get(rec)
+            .i32_load(self.env.word(0))
+            .local_get(rec)
+            .i32_load(self.env.word(4))
+            .local_get(key)
+            .local_get(keylen)
+            .call(self.f(DispatchFunc::Memcmp))
+            .local_tee(c)
+            .i32_eqz()
+            .if_(BlockType::Empty)
+            .local_get(rec)
+            .i32_load(self.env.word(8))
+            .return_()
+            .end();
+        s.local_get(c).i32_const(0).i32_lt_s().if_(BlockType::Empty);
+        s.local_get(mid).i32_const(1).i32_add().local_set(lo);
+        s.else_().local_get(mid).local_set(hi).end();
+        s.br(0).end().end();
+        s.i32_const(-1).end();
     }
 
     /// `(src, dst) -> ok`: parses 64 hex digits at `src` into 32 bytes at `dst`.
-    fn unhex(&self) -> GenFunc {
-        build("unhex", vec![I32, I32], vec![I32], None, |s, l| {
-            let (src, dst) = (0, 1);
-            let (i, c, v, acc) = (l.add(I32), l.add(I32), l.add(I32), l.add(I32));
-            s.block(BlockType::Empty).loop_(BlockType::Empty);
-            s.local_get(i).i32_const(64).i32_ge_u().br_if(1);
-            s.local_get(src)
-                .local_get(i)
-                .i32_add()
-                .i32_load8_u(self.m(0, 0))
-                .local_set(c);
+    fn unhex(&self, s: &mut InstructionSink, l: &mut LocalAlloc) {
+        let (src, dst) = (0, 1);
+        let [i, c, v, acc] = l.i32s();
+        counted_loop(s, i, Bound::Const(64), |s| {
+            load_byte(s, self.env, src, i).local_set(c);
             // digit?
             s.local_get(c)
                 .i32_const(48)
@@ -465,227 +359,199 @@ impl Gen<'_> {
                 .i32_shl()
                 .local_get(v)
                 .i32_or()
-                .i32_store8(self.m(0, 0));
+                .i32_store8(self.env.byte(0));
             s.else_().local_get(v).local_set(acc).end();
-            s.local_get(i).i32_const(1).i32_add().local_set(i).br(0);
-            s.end().end();
-            s.i32_const(1).end();
-        })
-    }
-
-    /// `(entry)`: calls the start function of entry `entry` through a `br_table` (O(1)).
-    fn run_entry(&self, starts: &[u32]) -> GenFunc {
-        build("run_entry", vec![I32], vec![], None, |s, _| {
-            let n = starts.len() as u32;
-            for _ in 0..=n {
-                s.block(BlockType::Empty);
-            }
-            s.local_get(0).br_table(0..n, n);
-            for &start in starts {
-                s.end().call(start).return_();
-            }
-            s.end().end();
-        })
+        });
+        s.i32_const(1).end();
     }
 
     /// `megabin_dispatch(ptr) -> i32`.
-    fn dispatch(&self) -> GenFunc {
-        build(
-            "dispatch",
-            vec![I32],
-            vec![I32],
-            Some("megabin_dispatch"),
-            |s, l| {
-                let id = l.add(I32);
-                s.i32_const(self.r.digest_table as i32)
-                    .i32_const(self.r.digests as i32)
-                    .local_get(0)
-                    .i32_const(32)
-                    .call(self.f(SEARCH))
-                    .local_tee(id)
-                    .i32_const(0)
-                    .i32_lt_s()
-                    .if_(BlockType::Empty)
-                    .i32_const(1)
-                    .return_()
-                    .end();
-                s.local_get(id).call(self.f(RUN_ENTRY)).i32_const(0).end();
-            },
-        )
+    fn dispatch(&self, s: &mut InstructionSink, l: &mut LocalAlloc) {
+        let id = l.add(I32);
+        self.search_digest(s, 0, id);
+        s.i32_const(1).return_().end();
+        s.local_get(id)
+            .call(self.f(DispatchFunc::RunEntry))
+            .i32_const(0)
+            .end();
     }
 
-    fn say(&self, s: &mut InstructionSink, (ptr, len): (u32, u32)) {
+    /// Searches the digest table for the 32 bytes at local `key` into local `id` and opens an
+    /// `if` taken when it is not found.
+    fn search_digest(&self, s: &mut InstructionSink, key: u32, id: u32) {
+        s.i32_const(self.layout.digests.at as i32)
+            .i32_const(self.layout.digests.len as i32)
+            .local_get(key)
+            .i32_const(32)
+            .call(self.f(DispatchFunc::Search))
+            .local_tee(id)
+            .i32_const(0)
+            .i32_lt_s()
+            .if_(BlockType::Empty);
+    }
+
+    /// With a bridge string's address pushed: compares its first bytes with the static
+    /// `prefix` (`memcmp`, 0 when equal).
+    fn compare_prefix<'a, 'b>(
+        &self,
+        s: &'a mut InstructionSink<'b>,
+        (ptr, len): Span,
+    ) -> &'a mut InstructionSink<'b> {
+        s.i32_const(len as i32)
+            .i32_const(ptr as i32)
+            .i32_const(len as i32)
+            .call(self.f(DispatchFunc::Memcmp))
+    }
+
+    fn say(&self, s: &mut InstructionSink, (ptr, len): Span) {
         s.i32_const(ptr as i32)
             .i32_const(len as i32)
-            .call(self.f(Router::MESSAGE));
+            .call(self.f(DispatchFunc::Message));
     }
 
-    fn fail(&self, s: &mut InstructionSink, msg: (u32, u32)) {
+    fn fail(&self, s: &mut InstructionSink, msg: Span) {
         self.say(s, msg);
         s.i32_const(EXIT_NOT_FOUND)
             .call(self.imp.proc_exit)
             .unreachable();
     }
 
-    /// Fetches args or environ into bridge scratch; leaves `count` and `arr` locals set;
-    /// returns false (falls through with count 0) when the host reports an error.
-    fn fetch_strings(
+    /// `_start`: select by `MEGABIN_ENTRY`, else by `argv[0]`'s basename.
+    fn start(&self, s: &mut InstructionSink, l: &mut LocalAlloc) {
+        s.i32_const(self.env.scratch_base as i32)
+            .global_set(self.env.cursor_global);
+        let environ = (self.imp.environ_sizes_get, self.imp.environ_get);
+        let env = fetch_strings(s, l, self.env, environ, OnHostError::NoStrings);
+        let [i, str_, dig, id] = l.i32s();
+        s.i64_const(32).call(self.env.alloc_func).local_set(dig);
+        counted_loop(s, i, Bound::Local(env.count), |s| {
+            elem_addr(s, env.ptrs, i, 4)
+                .i32_load(self.env.word(0))
+                .local_set(str_);
+            let prefix = self.layout.entry_prefix;
+            s.local_get(str_);
+            self.compare_prefix(s, prefix)
+                .i32_eqz()
+                .if_(BlockType::Empty);
+            s.local_get(str_).i32_const(prefix.1 as i32).i32_add();
+            self.run_by_digest_value(s, str_, dig, id);
+            s.end();
+        });
+        self.run_by_argv0(s, l, i, str_, id);
+    }
+
+    /// With the address of a `MEGABIN_ENTRY` value pushed: stores it in `str_`, and runs the
+    /// program it names (`sha256:` + 64 hex digits + NUL, parsed into `dig`) or fails.
+    fn run_by_digest_value(&self, s: &mut InstructionSink, str_: u32, dig: u32, id: u32) {
+        let sl = self.layout.sha_prefix.1;
+        s.local_tee(str_);
+        self.compare_prefix(s, self.layout.sha_prefix)
+            .if_(BlockType::Empty);
+        self.fail(s, self.layout.msgs.bad_env);
+        s.end();
+        s.local_get(str_)
+            .i32_const(sl as i32)
+            .i32_add()
+            .local_get(dig)
+            .call(self.f(DispatchFunc::Unhex))
+            .i32_eqz()
+            .if_(BlockType::Empty);
+        self.fail(s, self.layout.msgs.bad_env);
+        s.end();
+        s.local_get(str_)
+            .i32_load8_u(self.env.byte(sl as u64 + 64))
+            .if_(BlockType::Empty);
+        self.fail(s, self.layout.msgs.bad_env);
+        s.end();
+        self.search_digest(s, dig, id);
+        self.fail(s, self.layout.msgs.unknown_digest);
+        s.end();
+        s.local_get(id)
+            .call(self.f(DispatchFunc::RunEntry))
+            .return_();
+    }
+
+    /// The end of `_start`: runs the program named by `argv[0]`'s basename, or fails. `i`, `str_`
+    /// and `id` are scratch locals.
+    fn run_by_argv0(
         &self,
         s: &mut InstructionSink,
         l: &mut LocalAlloc,
-        sizes: u32,
-        get: u32,
-    ) -> (u32, u32) {
-        let (sz, count, arr) = (l.add(I32), l.add(I32), l.add(I32));
-        s.i64_const(8).call(self.env.alloc_func).local_set(sz);
-        s.local_get(sz)
-            .local_get(sz)
-            .i32_const(4)
-            .i32_add()
-            .call(sizes)
-            .i32_eqz()
-            .if_(BlockType::Empty);
-        s.local_get(sz).i32_load(self.m(0, 2)).local_set(count);
-        s.local_get(count)
-            .i64_extend_i32_u()
-            .i64_const(4)
-            .i64_mul()
-            .call(self.env.alloc_func)
-            .local_set(arr);
-        s.local_get(arr)
-            .local_get(sz)
-            .i32_load(self.m(4, 2))
-            .i64_extend_i32_u()
-            .call(self.env.alloc_func)
-            .call(get)
-            .if_(BlockType::Empty)
-            .i32_const(0)
-            .local_set(count)
-            .end();
+        i: u32,
+        str_: u32,
+        id: u32,
+    ) {
+        let args = (self.imp.args_sizes_get, self.imp.args_get);
+        let argv = fetch_strings(s, l, self.env, args, OnHostError::NoStrings);
+        s.local_get(argv.count).i32_eqz().if_(BlockType::Empty);
+        self.fail(s, self.layout.msgs.no_argv0);
         s.end();
-        (count, arr)
+        let [base, len] = l.i32s();
+        s.local_get(argv.ptrs)
+            .i32_load(self.env.word(0))
+            .local_tee(str_)
+            .local_set(base);
+        s.i32_const(0).local_set(len);
+        s.block(BlockType::Empty).loop_(BlockType::Empty);
+        load_byte(s, self.env, str_, len).local_tee(i);
+        s.i32_eqz().br_if(1);
+        s.local_get(len).i32_const(1).i32_add().local_set(len);
+        s.local_get(i)
+            .i32_const(b'/' as i32)
+            .i32_eq()
+            .if_(BlockType::Empty);
+        s.local_get(str_).local_get(len).i32_add().local_set(base);
+        s.end();
+        s.br(0).end().end();
+        // basename length = str + len - base
+        s.local_get(str_)
+            .local_get(len)
+            .i32_add()
+            .local_get(base)
+            .i32_sub()
+            .local_set(len);
+        s.i32_const(self.layout.aliases.at as i32)
+            .i32_const(self.layout.aliases.len as i32)
+            .local_get(base)
+            .local_get(len)
+            .call(self.f(DispatchFunc::Search))
+            .local_tee(id)
+            .i32_const(0)
+            .i32_lt_s()
+            .if_(BlockType::Empty);
+        self.say(s, self.layout.msgs.unknown_name);
+        s.local_get(base)
+            .local_get(len)
+            .call(self.f(DispatchFunc::Message));
+        self.fail(s, self.layout.msgs.newline);
+        s.end();
+        s.local_get(id).call(self.f(DispatchFunc::RunEntry)).end();
     }
+}
 
-    /// `_start`: select by `MEGABIN_ENTRY`, else by argv[0]'s basename.
-    fn start(&self) -> GenFunc {
-        build("start", vec![], vec![], Some("_start"), |s, l| {
-            s.i32_const(self.env.scratch_base as i32)
-                .global_set(self.env.cursor_global);
-            let (count, arr) =
-                self.fetch_strings(s, l, self.imp.environ_sizes_get, self.imp.environ_get);
-            let (i, str_, dig, id) = (l.add(I32), l.add(I32), l.add(I32), l.add(I32));
-            s.i64_const(32).call(self.env.alloc_func).local_set(dig);
-            s.block(BlockType::Empty).loop_(BlockType::Empty);
-            s.local_get(i).local_get(count).i32_ge_u().br_if(1);
-            s.local_get(arr)
-                .local_get(i)
-                .i32_const(4)
-                .i32_mul()
-                .i32_add()
-                .i32_load(self.m(0, 2))
-                .local_set(str_);
-            let (pp, pl) = self.r.prefix;
-            s.local_get(str_)
-                .i32_const(pl as i32)
-                .i32_const(pp as i32)
-                .i32_const(pl as i32)
-                .call(self.f(MEMCMP))
-                .i32_eqz()
-                .if_(BlockType::Empty);
-            {
-                // value must be "sha256:" + 64 hex digits + NUL
-                let (sp, sl) = self.r.sha_prefix;
-                s.local_get(str_)
-                    .i32_const(pl as i32)
-                    .i32_add()
-                    .local_tee(str_)
-                    .i32_const(sl as i32)
-                    .i32_const(sp as i32)
-                    .i32_const(sl as i32)
-                    .call(self.f(MEMCMP))
-                    .if_(BlockType::Empty);
-                self.fail(s, self.r.bad_env);
-                s.end();
-                s.local_get(str_)
-                    .i32_const(sl as i32)
-                    .i32_add()
-                    .local_get(dig)
-                    .call(self.f(UNHEX))
-                    .i32_eqz()
-                    .if_(BlockType::Empty);
-                self.fail(s, self.r.bad_env);
-                s.end();
-                s.local_get(str_)
-                    .i32_load8_u(self.m(sl as u64 + 64, 0))
-                    .if_(BlockType::Empty);
-                self.fail(s, self.r.bad_env);
-                s.end();
-                s.i32_const(self.r.digest_table as i32)
-                    .i32_const(self.r.digests as i32)
-                    .local_get(dig)
-                    .i32_const(32)
-                    .call(self.f(SEARCH))
-                    .local_tee(id)
-                    .i32_const(0)
-                    .i32_lt_s()
-                    .if_(BlockType::Empty);
-                self.fail(s, self.r.unknown_digest);
-                s.end();
-                s.local_get(id).call(self.f(RUN_ENTRY)).return_();
-            }
-            s.end();
-            s.local_get(i).i32_const(1).i32_add().local_set(i).br(0);
-            s.end().end();
+/// `(entry)`: calls the start function of entry `entry` through a `br_table` (O(1)).
+fn run_entry(s: &mut InstructionSink, starts: &[u32]) {
+    let n = starts.len() as u32;
+    for _ in 0..=n {
+        s.block(BlockType::Empty);
+    }
+    s.local_get(0).br_table(0..n, n);
+    for &start in starts {
+        s.end().call(start).return_();
+    }
+    s.end().end();
+}
 
-            // argv[0]
-            let (argc, argv) = self.fetch_strings(s, l, self.imp.args_sizes_get, self.imp.args_get);
-            s.local_get(argc).i32_eqz().if_(BlockType::Empty);
-            self.fail(s, self.r.no_argv0);
-            s.end();
-            let (base, len) = (l.add(I32), l.add(I32));
-            s.local_get(argv)
-                .i32_load(self.m(0, 2))
-                .local_tee(str_)
-                .local_set(base);
-            s.i32_const(0).local_set(len);
-            s.block(BlockType::Empty).loop_(BlockType::Empty);
-            s.local_get(str_)
-                .local_get(len)
-                .i32_add()
-                .i32_load8_u(self.m(0, 0))
-                .local_tee(i);
-            s.i32_eqz().br_if(1);
-            s.local_get(len).i32_const(1).i32_add().local_set(len);
-            s.local_get(i)
-                .i32_const(b'/' as i32)
-                .i32_eq()
-                .if_(BlockType::Empty);
-            s.local_get(str_).local_get(len).i32_add().local_set(base);
-            s.end();
-            s.br(0).end().end();
-            // basename length = str + len - base
-            s.local_get(str_)
-                .local_get(len)
-                .i32_add()
-                .local_get(base)
-                .i32_sub()
-                .local_set(len);
-            s.i32_const(self.r.alias_table as i32)
-                .i32_const(self.r.aliases as i32)
-                .local_get(base)
-                .local_get(len)
-                .call(self.f(SEARCH))
-                .local_tee(id)
-                .i32_const(0)
-                .i32_lt_s()
-                .if_(BlockType::Empty);
-            self.say(s, self.r.unknown_name);
-            s.local_get(base)
-                .local_get(len)
-                .call(self.f(Router::MESSAGE));
-            self.fail(s, self.r.newline);
-            s.end();
-            s.local_get(id).call(self.f(RUN_ENTRY)).end();
-        })
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn functions_are_in_enum_order() {
+        for (k, f) in DispatchFunc::ALL.iter().enumerate() {
+            assert_eq!(f.offset(), k as u32, "{f:?}");
+        }
+        assert_eq!(Router::FUNCS, 7);
+        assert_eq!(Router::MESSAGE, 0);
     }
 }

@@ -5,23 +5,12 @@
 //! A stub executes `unreachable`; which import it stands for is told by its name in the name
 //! section, `megabin::stub::<module>::<name>` ([`function_name`]), which appears as the
 //! innermost frame of the trap's backtrace on any host; megabin's runner turns it back into the
-//! import's name ([`import_of`]) for its one-line trap message.
+//! import's name ([`import_of`]) for its one-line trap message. Both names are spelled in
+//! [`crate::names`].
 
 use wasm_encoder::Function;
 
-/// Prefix of the name-section names of stubs. The merger renames input functions whose names
-/// start with `megabin::`, so only a stub can carry it.
-pub const PREFIX: &str = "megabin::stub::";
-
-/// The name-section name of the stub of `module::name`.
-pub fn function_name(module: &str, name: &str) -> String {
-    format!("{PREFIX}{module}::{name}")
-}
-
-/// The import (`module::name`) a function named `func_name` stands for, if it is a stub.
-pub fn import_of(func_name: &str) -> Option<&str> {
-    func_name.strip_prefix(PREFIX)
-}
+pub use crate::names::{stub as function_name, stub_import as import_of, STUB_PREFIX as PREFIX};
 
 /// The stub's body: `unreachable` (its type is the import's; it has no locals).
 pub fn function() -> Function {

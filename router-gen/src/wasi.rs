@@ -1,8 +1,9 @@
 //! The one table of WASI preview1 (`wasi_snapshot_preview1`) functions.
 //!
-//! Every function is described by the kinds of its core-wasm parameters; the bridge generator
-//! derives each trampoline from this description alone, so adding a function means adding a
-//! row here, nothing else.
+//! Every function is described by the kinds of its core-wasm parameters ([`Param`]) and, for
+//! the few special cases, a [`Role`]; the bridge generator derives each trampoline from this
+//! description alone, so adding a function means adding a row here, nothing else.
+//! `tests/wasi_table.rs` checks every row against wasmtime-wasi's preview1 linker.
 
 /// The import module name of WASI preview1.
 pub const WASI_MODULE: &str = "wasi_snapshot_preview1";
@@ -25,28 +26,56 @@ pub enum Param {
     I64,
     /// A length or count (`i32`) that another parameter refers to; passed through.
     Len,
-    /// Pointer to bytes the host reads; the length is the parameter at the given index.
-    InBytes { len: usize },
-    /// Pointer to a buffer the host writes; the capacity is the parameter at index `len`.
-    OutBytes { len: usize, used: Used },
+    /// Pointer to bytes the host reads.
+    InBytes {
+        /// Index of the length parameter.
+        len: usize,
+    },
+    /// Pointer to a buffer the host writes.
+    OutBytes {
+        /// Index of the capacity parameter.
+        len: usize,
+        /// How much of the buffer the host writes.
+        used: Used,
+    },
     /// Pointer to a buffer the host may write only partly: copied in before the call and
     /// wholly back on success, so bytes the host leaves alone keep their value.
-    InOutBytes { len: usize },
+    InOutBytes {
+        /// Index of the length parameter.
+        len: usize,
+    },
     /// Pointer to a fixed-size value the host writes on success (out-scalars and structs).
     /// It is copied in first so that bytes the host leaves alone (padding) keep their value.
-    Out { size: u32 },
+    Out {
+        /// Size of the value in bytes.
+        size: u32,
+    },
     /// Pointer to an array of `ciovec`s (8 bytes each) whose buffers the host reads.
-    InIovs { count: usize },
-    /// Pointer to an array of `iovec`s whose buffers the host fills in order, up to the byte
-    /// count written through parameter `used`.
-    OutIovs { count: usize, used: usize },
-    /// Pointer to `count` fixed-size records the host reads (`poll_oneoff` subscriptions).
-    InArray { elem: u32, count: usize },
-    /// Pointer to up to `count` fixed-size records the host writes; how many is the `u32`
-    /// written through parameter `used` (`poll_oneoff` events).
-    OutArray {
-        elem: u32,
+    InIovs {
+        /// Index of the element-count parameter.
         count: usize,
+    },
+    /// Pointer to an array of `iovec`s whose buffers the host fills in order.
+    OutIovs {
+        /// Index of the element-count parameter.
+        count: usize,
+        /// Index of the out-parameter through which the host writes the byte count.
+        used: usize,
+    },
+    /// Pointer to fixed-size records the host reads (`poll_oneoff` subscriptions).
+    InArray {
+        /// Size of one record in bytes.
+        elem: u32,
+        /// Index of the record-count parameter.
+        count: usize,
+    },
+    /// Pointer to fixed-size records the host writes (`poll_oneoff` events).
+    OutArray {
+        /// Size of one record in bytes.
+        elem: u32,
+        /// Index of the parameter giving how many records the caller's array holds.
+        count: usize,
+        /// Index of the out-parameter through which the host writes how many it wrote.
         used: usize,
     },
     /// The pointer array of `args_get` / `environ_get`: filled with pointers into the string
@@ -63,6 +92,43 @@ impl Param {
     }
 }
 
+/// What a WASI function's trampoline does beyond bridging each parameter by its [`Param`]
+/// kind: the special cases, named once here instead of by function name elsewhere.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Every parameter is bridged by its kind; returns an errno. Iovec reads and writes
+    /// ([`Param::OutIovs`], [`Param::InIovs`]) and `poll_oneoff`'s records
+    /// ([`Param::InArray`], [`Param::OutArray`]) are parameter kinds of plain functions.
+    Plain,
+    /// `proc_exit`: returns nothing, and never returns at all.
+    ProcExit,
+    /// `args_get`: the strings are fetched with `args_sizes_get` and rebased into the caller.
+    ArgsGet,
+    /// `environ_get`: as `args_get` (with `environ_sizes_get`), leaving the dispatcher's
+    /// `MEGABIN_ENTRY` variable out.
+    EnvironGet,
+    /// `environ_sizes_get`: the sizes without `MEGABIN_ENTRY`, counted by calling
+    /// `environ_get`.
+    EnvironSizesGet,
+}
+
+impl Role {
+    /// The companion import the trampoline also calls ([`WasiFunc::sizes_from`]).
+    pub const fn companion(self) -> Option<&'static str> {
+        match self {
+            Role::ArgsGet => Some("args_sizes_get"),
+            Role::EnvironGet => Some("environ_sizes_get"),
+            Role::EnvironSizesGet => Some("environ_get"),
+            Role::Plain | Role::ProcExit => None,
+        }
+    }
+
+    /// Whether the function returns an errno (all but `proc_exit`).
+    pub const fn returns_errno(self) -> bool {
+        !matches!(self, Role::ProcExit)
+    }
+}
+
 /// One WASI preview1 function.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WasiFunc {
@@ -70,39 +136,42 @@ pub struct WasiFunc {
     pub name: &'static str,
     /// Parameter kinds, in order.
     pub params: &'static [Param],
-    /// `false` only for `proc_exit`, which returns nothing and never returns at all.
+    /// Its special case, if any.
+    pub role: Role,
+    /// `false` only for `proc_exit` ([`Role::returns_errno`]).
     pub returns_errno: bool,
-    /// The companion import the trampoline also calls: for `args_get` / `environ_get` the
-    /// matching `*_sizes_get`; for `environ_sizes_get`, `environ_get` (to leave the dispatcher's
-    /// `MEGABIN_ENTRY` variable out of the sizes).
+    /// The companion import the trampoline also calls ([`Role::companion`]): for `args_get` /
+    /// `environ_get` the matching `*_sizes_get`; for `environ_sizes_get`, `environ_get` (to
+    /// leave the dispatcher's `MEGABIN_ENTRY` variable out of the sizes).
     pub sizes_from: Option<&'static str>,
 }
 
 use Param::*;
 
 macro_rules! wasi {
-    ($($name:ident ( $($p:expr),* $(,)? ) $(sizes $sizes:literal)? ;)*) => {
+    ($($name:ident ( $($p:expr),* $(,)? ) $(as $role:ident)? ;)*) => {
         /// Every WASI preview1 function, sorted by name.
         pub const WASI_FUNCS: &[WasiFunc] = &[
             $(WasiFunc {
                 name: stringify!($name),
                 params: &[$($p),*],
-                returns_errno: !matches!(stringify!($name).as_bytes(), b"proc_exit"),
-                sizes_from: wasi!(@sizes $($sizes)?),
+                role: wasi!(@role $($role)?),
+                returns_errno: wasi!(@role $($role)?).returns_errno(),
+                sizes_from: wasi!(@role $($role)?).companion(),
             },)*
         ];
     };
-    (@sizes) => { None };
-    (@sizes $s:literal) => { Some($s) };
+    (@role) => { Role::Plain };
+    (@role $role:ident) => { Role::$role };
 }
 
 wasi! {
-    args_get(PtrArray, StrBuf) sizes "args_sizes_get";
+    args_get(PtrArray, StrBuf) as ArgsGet;
     args_sizes_get(Out { size: 4 }, Out { size: 4 });
     clock_res_get(I32, Out { size: 8 });
     clock_time_get(I32, I64, Out { size: 8 });
-    environ_get(PtrArray, StrBuf) sizes "environ_sizes_get";
-    environ_sizes_get(Out { size: 4 }, Out { size: 4 }) sizes "environ_get";
+    environ_get(PtrArray, StrBuf) as EnvironGet;
+    environ_sizes_get(Out { size: 4 }, Out { size: 4 }) as EnvironSizesGet;
     fd_advise(I32, I64, I64, I32);
     fd_allocate(I32, I64, I64);
     fd_close(I32);
@@ -135,7 +204,7 @@ wasi! {
     path_symlink(InBytes { len: 1 }, Len, I32, InBytes { len: 4 }, Len);
     path_unlink_file(I32, InBytes { len: 2 }, Len);
     poll_oneoff(InArray { elem: 48, count: 2 }, OutArray { elem: 32, count: 2, used: 3 }, Len, Out { size: 4 });
-    proc_exit(I32);
+    proc_exit(I32) as ProcExit;
     proc_raise(I32);
     random_get(OutBytes { len: 1, used: Used::All }, Len);
     sched_yield();
@@ -195,12 +264,35 @@ mod tests {
                 }
             }
             assert_eq!(
-                f.sizes_from.is_some(),
-                f.params.contains(&PtrArray) || f.name == "environ_sizes_get"
+                f.params.contains(&PtrArray),
+                matches!(f.role, Role::ArgsGet | Role::EnvironGet),
+                "{}",
+                f.name
             );
+            assert_eq!(f.sizes_from, f.role.companion());
+            assert_eq!(f.returns_errno, f.role.returns_errno());
+            if let Some(companion) = f.sizes_from {
+                assert!(lookup(companion).is_some(), "{}", f.name);
+            }
         }
         assert_eq!(lookup("fd_write").unwrap().params.len(), 4);
         assert!(lookup("fd_nonsense").is_none());
         assert!(!lookup("proc_exit").unwrap().returns_errno);
+    }
+
+    #[test]
+    fn each_special_case_has_its_one_function() {
+        let with = |role: Role| -> Vec<&str> {
+            let funcs = WASI_FUNCS.iter().filter(|f| f.role == role);
+            funcs.map(|f| f.name).collect()
+        };
+        assert_eq!(with(Role::ProcExit), ["proc_exit"]);
+        assert_eq!(with(Role::ArgsGet), ["args_get"]);
+        assert_eq!(with(Role::EnvironGet), ["environ_get"]);
+        assert_eq!(with(Role::EnvironSizesGet), ["environ_sizes_get"]);
+        assert_eq!(
+            lookup("args_get").unwrap().sizes_from,
+            Some("args_sizes_get")
+        );
     }
 }
