@@ -98,6 +98,55 @@ pub fn check_baseline(path: &Path, actual: &str) {
     );
 }
 
+/// A minimal hand assembler that writes every LEB128 in 5 bytes, as clang and wasm-ld leave
+/// relocatable indices (e.g. call_indirect's table index).
+pub mod overlong {
+    pub fn u(v: u32) -> Vec<u8> {
+        (0..5)
+            .map(|i| {
+                let b = ((v >> (7 * i)) & 0x7f) as u8;
+                if i < 4 {
+                    b | 0x80
+                } else {
+                    b
+                }
+            })
+            .collect()
+    }
+    pub fn s(v: i32) -> Vec<u8> {
+        (0..5)
+            .map(|i| {
+                let b = ((v >> (7 * i)) & 0x7f) as u8;
+                if i < 4 {
+                    b | 0x80
+                } else {
+                    b & 0x7f
+                }
+            })
+            .collect()
+    }
+    pub fn name(n: &str) -> Vec<u8> {
+        let mut v = u(n.len() as u32);
+        v.extend_from_slice(n.as_bytes());
+        v
+    }
+    pub fn vec(items: &[Vec<u8>]) -> Vec<u8> {
+        let mut v = u(items.len() as u32);
+        for i in items {
+            v.extend_from_slice(i);
+        }
+        v
+    }
+    pub fn section(id: u8, payload: Vec<u8>, out: &mut Vec<u8>) {
+        out.push(id);
+        out.extend(u(payload.len() as u32));
+        out.extend(payload);
+    }
+    pub fn cat(parts: &[&[u8]]) -> Vec<u8> {
+        parts.concat()
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Running: a Wasmtime harness.
 
