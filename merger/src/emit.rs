@@ -92,12 +92,8 @@ fn start_function(plan: &Plan<'_>, k: usize, r: &mut Reindex) -> Result<Function
     if min > 0 {
         InstructionSink::new(&mut body)
             .i32_const(min as i32)
-            .memory_grow(l.memory)
-            .i32_const(-1)
-            .i32_eq()
-            .if_(BlockType::Empty)
-            .unreachable()
-            .end();
+            .memory_grow(l.memory);
+        trap_if_grow_failed(&mut body);
     }
     if !l.eager_tables {
         grow_tables(input, l, r, &mut body)?;
@@ -113,6 +109,16 @@ fn start_function(plan: &Plan<'_>, k: usize, r: &mut Reindex) -> Result<Function
     let mut f = Function::new([]);
     f.raw(body);
     Ok(f)
+}
+
+/// Traps when the `memory.grow` or `table.grow` just emitted returned -1.
+fn trap_if_grow_failed(body: &mut Vec<u8>) {
+    InstructionSink::new(body)
+        .i32_const(-1)
+        .i32_eq()
+        .if_(BlockType::Empty)
+        .unreachable()
+        .end();
 }
 
 /// Grows the program's (empty) tables to their initial size, with their initial value.
@@ -135,12 +141,8 @@ fn grow_tables(
         }
         InstructionSink::new(body)
             .i32_const(table.ty.initial as i32)
-            .table_grow(l.table_base + t as u32)
-            .i32_const(-1)
-            .i32_eq()
-            .if_(BlockType::Empty)
-            .unreachable()
-            .end();
+            .table_grow(l.table_base + t as u32);
+        trap_if_grow_failed(body);
     }
     Ok(())
 }

@@ -91,7 +91,7 @@ fn merged_bytes_match_the_baseline() {
         line(
             &mut out,
             &format!("fixture {}", p.name),
-            &[p.clone()],
+            std::slice::from_ref(p),
             true,
             false,
         );
@@ -133,7 +133,7 @@ fn merged_bytes_match_the_baseline() {
         line(
             &mut out,
             &format!("shape {}", p.name),
-            &[p.clone()],
+            std::slice::from_ref(p),
             false,
             true,
         );

@@ -101,10 +101,12 @@ pub fn check_baseline(path: &Path, actual: &str) {
 /// A minimal hand assembler that writes every LEB128 in 5 bytes, as clang and wasm-ld leave
 /// relocatable indices (e.g. call_indirect's table index).
 pub mod overlong {
-    pub fn u(v: u32) -> Vec<u8> {
+    /// Five 7-bit groups, `group(i)` being bits `7i..`, all but the last with the
+    /// continuation bit.
+    fn five(group: impl Fn(u32) -> u8) -> Vec<u8> {
         (0..5)
             .map(|i| {
-                let b = ((v >> (7 * i)) & 0x7f) as u8;
+                let b = group(i) & 0x7f;
                 if i < 4 {
                     b | 0x80
                 } else {
@@ -113,17 +115,11 @@ pub mod overlong {
             })
             .collect()
     }
+    pub fn u(v: u32) -> Vec<u8> {
+        five(|i| (v >> (7 * i)) as u8)
+    }
     pub fn s(v: i32) -> Vec<u8> {
-        (0..5)
-            .map(|i| {
-                let b = ((v >> (7 * i)) & 0x7f) as u8;
-                if i < 4 {
-                    b | 0x80
-                } else {
-                    b & 0x7f
-                }
-            })
-            .collect()
+        five(|i| (v >> (7 * i)) as u8)
     }
     pub fn name(n: &str) -> Vec<u8> {
         let mut v = u(n.len() as u32);
