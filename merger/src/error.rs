@@ -16,7 +16,7 @@ pub enum MergeError {
     /// Two inputs were given the same entry name, or a name is not a valid entry name.
     #[error("invalid entry name `{0}`: names must be unique, non-empty, [A-Za-z0-9_] only, and not `memory`, `megabin_dispatch`, `megabin` or `wasi`")]
     BadName(String),
-    /// The dispatcher tables cannot be built (duplicate digests or argv[0] names).
+    /// The dispatcher tables cannot be built (duplicate digests or `argv[0]` names).
     #[error("cannot route programs: {0}")]
     Route(String),
     /// No inputs were given.

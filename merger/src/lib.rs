@@ -8,8 +8,7 @@
 //! Programs are activated lazily: instantiating the output initialises no program; the export
 //! `<name>_start` grows the program's memory and tables, applies its segments, runs its start
 //! function and then its `_start`. A dispatcher (`_start`, `megabin_dispatch`) selects a program
-//! by sha256 digest or by argv[0]. See `docs/format.md` for the full layout.
-
+//! by sha256 digest or by `argv[0]`. See `docs/format.md` for the full layout.
 //!
 //! The merge runs in phases (`merge.rs`): check and parse the inputs (`input.rs`), check the
 //! engine limits (`footprint.rs`, `limits.rs`), plan every index space (`plan.rs`), then emit the
@@ -47,7 +46,7 @@ pub struct Program<'a> {
     pub name: String,
     /// The WASI preview1 command module.
     pub wasm: &'a [u8],
-    /// argv[0] basenames that select this program in the dispatcher (may be empty: then only
+    /// `argv[0]` basenames that select this program in the dispatcher (may be empty: then only
     /// its digest selects it). Must be unique across programs.
     pub aliases: Vec<String>,
 }

@@ -27,7 +27,7 @@ pub struct EntryMap {
     /// sha256 of the program bytes.
     #[serde(with = "hex_digest")]
     pub digest: [u8; 32],
-    /// argv[0] names that select it.
+    /// `argv[0]` names that select it.
     pub aliases: Vec<String>,
     /// Export that starts it: `<name>_start`.
     pub start_export: String,
@@ -52,7 +52,7 @@ pub struct EntryMap {
     /// Size of its data segments in the input.
     pub data_bytes: u64,
     /// Foreign function imports (`module::name`, in import order) replaced by trapping stubs
-    /// ([`MergeOptions::stub_foreign_imports`]); they follow its trampolines in `functions`.
+    /// ([`crate::MergeOptions::stub_foreign_imports`]); they follow its trampolines in `functions`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stubbed_imports: Vec<String>,
 }
