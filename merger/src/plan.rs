@@ -104,23 +104,19 @@ impl<'a> Plan<'a> {
         for (input, layout) in inputs.iter().zip(&mut layouts) {
             index_maps(input, layout, &mut types)?;
         }
-        let mut plan = Plan {
+        // Generated functions: the bridge allocator and the dispatcher, and their types.
+        let starts: Vec<u32> = layouts.iter().map(|l| l.start_func).collect();
+        let generated = Generated::new(&router, &imports, &env, &starts, &mut types);
+        Ok(Plan {
             inputs,
             digests,
             router,
             imports,
             env,
             types,
-            generated: Generated {
-                alloc_type: 0,
-                start_type: 0,
-                dispatch: Vec::new(),
-            },
+            generated,
             layouts,
-        };
-        // Generated functions: the bridge allocator and the dispatcher, and their types.
-        plan.generated = plan.generate();
-        Ok(plan)
+        })
     }
 
     /// Number of data segments: the dispatcher's static data, then every program's.
@@ -131,31 +127,34 @@ impl<'a> Plan<'a> {
             .map(|l| l.passive_data + l.active.len() as u32)
             .sum::<u32>()
     }
+}
 
-    fn generate(&mut self) -> Generated {
-        let types = &mut self.types;
+impl Generated {
+    /// The dispatcher's functions, which start the programs at `starts`; their types, after
+    /// the allocator's and `[] -> []`, join the type section.
+    fn new(
+        router: &Router,
+        imports: &WasiImports,
+        env: &BridgeEnv,
+        starts: &[u32],
+        types: &mut TypeInterner,
+    ) -> Self {
         let (p, r) = bridge::alloc_signature();
         let alloc_type = types.func(&p, &r);
         let dispatch_imports = DispatchImports {
-            fd_write: self.imports.index("fd_write"),
-            proc_exit: self.imports.index("proc_exit"),
-            args_sizes_get: self.imports.index("args_sizes_get"),
-            args_get: self.imports.index("args_get"),
-            environ_sizes_get: self.imports.index("environ_sizes_get"),
-            environ_get: self.imports.index("environ_get"),
+            fd_write: imports.index("fd_write"),
+            proc_exit: imports.index("proc_exit"),
+            args_sizes_get: imports.index("args_sizes_get"),
+            args_get: imports.index("args_get"),
+            environ_sizes_get: imports.index("environ_sizes_get"),
+            environ_get: imports.index("environ_get"),
         };
-        let starts: Vec<u32> = self.layouts.iter().map(|l| l.start_func).collect();
-        let funcs = self.router.functions(
-            self.env.alloc_func + 1,
-            &dispatch_imports,
-            &self.env,
-            &starts,
-        );
-        let start_type = self.types.func(&[], &[]);
+        let funcs = router.functions(env.alloc_func + 1, &dispatch_imports, env, starts);
+        let start_type = types.func(&[], &[]);
         let dispatch = funcs
             .into_iter()
             .map(|f| {
-                let ty = self.types.func(&f.params, &f.results);
+                let ty = types.func(&f.params, &f.results);
                 (f, ty)
             })
             .collect();
