@@ -16,7 +16,7 @@ pub enum MergeError {
     /// Two inputs were given the same entry name, or a name is not a valid entry name.
     #[error("invalid entry name `{0}`: names must be unique, non-empty, [A-Za-z0-9_] only, and not `memory`, `megabin_dispatch`, `megabin` or `wasi`")]
     BadName(String),
-    /// The dispatcher tables cannot be built (duplicate digests or argv[0] names).
+    /// The dispatcher tables cannot be built (duplicate digests or `argv[0]` names).
     #[error("cannot route programs: {0}")]
     Route(String),
     /// No inputs were given.
@@ -24,7 +24,7 @@ pub enum MergeError {
     Empty,
     /// The inputs together exceed an engine limit; split them into several modules.
     #[error("the programs do not fit one module: {0}")]
-    TooLarge(crate::limits::LimitExceeded),
+    TooLarge(LimitExceeded),
     /// The merger produced an invalid module: a bug in megabin.
     #[error("internal error: merged module does not validate: {0}")]
     Internal(String),
@@ -82,4 +82,21 @@ pub enum Unsupported {
     /// The module defines no memory, or more than one.
     #[error("a WASI command must define exactly one memory, this one defines {0}")]
     MemoryCount(usize),
+}
+
+/// Which engine limit a set of programs exceeds.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[error("{needed} {what} needed, engines accept at most {limit}")]
+pub struct LimitExceeded {
+    /// The index space or size.
+    pub what: &'static str,
+    /// How much the merged module would need.
+    pub needed: u64,
+    /// The engine limit.
+    pub limit: u64,
+}
+
+/// A re-encoding failure: the input validated, so this is a bug in megabin.
+pub(crate) fn internal(e: wasm_encoder::reencode::Error<std::convert::Infallible>) -> MergeError {
+    MergeError::Internal(e.to_string())
 }

@@ -4,8 +4,8 @@ use crate::error::Unsupported;
 use router_gen::wasi::{self, WasiFunc};
 use wasmparser::{
     CompositeInnerType, Data, Element, Export, ExternalKind, FuncType, FunctionBody, Global,
-    MemoryType, NameSectionReader, Operator, Parser, Payload, RecGroup, Table, TagType, TypeRef,
-    Validator, WasmFeatures,
+    Import, MemoryType, NameSectionReader, Operator, Parser, Payload, RecGroup, Table, TagType,
+    TypeRef, Validator, WasmFeatures,
 };
 
 /// The feature set inputs (and the output) are validated with: exactly what the runner's engine
@@ -140,9 +140,7 @@ impl<'a> Input<'a> {
         if bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[6..8] == [1, 0] {
             return Err(Unsupported::Component);
         }
-        let invalid = |e: wasmparser::BinaryReaderError| Unsupported::Invalid(e.to_string());
         validate(bytes)?;
-
         let mut input = Input {
             rec_groups: Vec::new(),
             func_types: Vec::new(),
@@ -166,134 +164,108 @@ impl<'a> Input<'a> {
             code: Vec::new(),
             names: None,
         };
-        let mut memories = Vec::new();
-        let mut foreign = Vec::new();
+        let mut sections = Sections {
+            stub_foreign,
+            memories: Vec::new(),
+            foreign: Vec::new(),
+        };
         for payload in Parser::new(0).parse_all(bytes) {
-            match payload.map_err(invalid)? {
-                Payload::TypeSection(r) => {
-                    for group in r {
-                        let group = group.map_err(invalid)?;
-                        for ty in group.types() {
-                            input.func_types.push(match &ty.composite_type.inner {
-                                CompositeInnerType::Func(f) => Some(f.clone()),
-                                _ => None,
-                            });
-                        }
-                        input.rec_groups.push(group);
-                    }
-                }
-                Payload::ImportSection(r) => {
-                    for import in r.into_imports() {
-                        let import = import.map_err(invalid)?;
-                        let what = format!("{}::{}", import.module, import.name);
-                        match import.ty {
-                            TypeRef::Func(ty) | TypeRef::FuncExact(ty)
-                                if import.module == wasi::WASI_MODULE =>
-                            {
-                                let func = wasi::lookup(import.name).ok_or_else(|| {
-                                    Unsupported::UnknownWasiFunction(import.name.to_string())
-                                })?;
-                                let (params, results) = router_gen::bridge::signature(func);
-                                let declared = input.func_types.get(ty as usize).cloned().flatten();
-                                let matches = declared.is_some_and(|d| {
-                                    same_types(d.params(), &params)
-                                        && same_types(d.results(), &results)
-                                });
-                                if !matches {
-                                    return Err(Unsupported::WasiSignature(
-                                        import.name.to_string(),
-                                    ));
-                                }
-                                input.imports.push(FuncImport::Wasi(func));
-                            }
-                            TypeRef::Memory(_) => foreign.push(format!("{what} (memory)")),
-                            TypeRef::Table(_) => foreign.push(format!("{what} (table)")),
-                            TypeRef::Global(_) => foreign.push(format!("{what} (global)")),
-                            TypeRef::Tag(_) => foreign.push(format!("{what} (tag)")),
-                            TypeRef::Func(ty) | TypeRef::FuncExact(ty) if stub_foreign => {
-                                input.imports.push(FuncImport::Stubbed {
-                                    module: import.module,
-                                    name: import.name,
-                                    ty,
-                                })
-                            }
-                            TypeRef::Func(_) | TypeRef::FuncExact(_) => foreign.push(what),
-                        }
-                    }
-                }
-                Payload::FunctionSection(r) => {
-                    for f in r {
-                        input.functions.push(f.map_err(invalid)?);
-                    }
-                }
-                Payload::TableSection(r) => {
-                    for t in r {
-                        let t = t.map_err(invalid)?;
-                        if t.ty.table64 {
-                            return Err(Unsupported::Memory64);
-                        }
-                        input.tables.push(t);
-                    }
-                }
-                Payload::MemorySection(r) => {
-                    for m in r {
-                        memories.push(m.map_err(invalid)?);
-                    }
-                }
-                Payload::TagSection(r) => {
-                    for t in r {
-                        input.tags.push(t.map_err(invalid)?);
-                    }
-                }
-                Payload::GlobalSection(r) => {
-                    for g in r {
-                        input.globals.push(g.map_err(invalid)?);
-                    }
-                }
-                Payload::ExportSection(r) => {
-                    for e in r {
-                        input.exports.push(e.map_err(invalid)?);
-                    }
-                }
-                Payload::StartSection { func, .. } => input.start = Some(func),
-                Payload::ElementSection(r) => {
-                    for e in r {
-                        input.elements.push(e.map_err(invalid)?);
-                    }
-                }
-                Payload::DataSection(r) => {
-                    for d in r {
-                        input.data.push(d.map_err(invalid)?);
-                    }
-                }
-                Payload::CodeSectionEntry(body) => input.code.push(body),
-                Payload::CustomSection(c) => {
-                    if let wasmparser::KnownCustom::Name(names) = c.as_known() {
-                        input.names = Some(names);
-                    }
-                }
-                _ => {}
-            }
+            input.payload(payload.map_err(invalid)?, &mut sections)?;
         }
-        if !foreign.is_empty() {
-            return Err(Unsupported::ForeignImports(foreign));
+        if !sections.foreign.is_empty() {
+            return Err(Unsupported::ForeignImports(sections.foreign));
         }
         input.check_const_allocations()?;
-        if memories.len() != 1 {
-            return Err(Unsupported::MemoryCount(memories.len()));
+        input.memory = one_memory(&sections.memories)?;
+        input.entry = input.find_entry()?;
+        Ok(input)
+    }
+
+    /// Collects one section's contents.
+    fn payload(&mut self, payload: Payload<'a>, s: &mut Sections) -> Result<(), Unsupported> {
+        match payload {
+            Payload::TypeSection(r) => {
+                for group in r {
+                    let group = group.map_err(invalid)?;
+                    for ty in group.types() {
+                        self.func_types.push(match &ty.composite_type.inner {
+                            CompositeInnerType::Func(f) => Some(f.clone()),
+                            _ => None,
+                        });
+                    }
+                    self.rec_groups.push(group);
+                }
+            }
+            Payload::ImportSection(r) => {
+                for import in r.into_imports() {
+                    self.import(import.map_err(invalid)?, s)?;
+                }
+            }
+            Payload::FunctionSection(r) => collect(r, &mut self.functions)?,
+            Payload::TableSection(r) => {
+                for t in r {
+                    let t = t.map_err(invalid)?;
+                    if t.ty.table64 {
+                        return Err(Unsupported::Memory64);
+                    }
+                    self.tables.push(t);
+                }
+            }
+            Payload::MemorySection(r) => collect(r, &mut s.memories)?,
+            Payload::TagSection(r) => collect(r, &mut self.tags)?,
+            Payload::GlobalSection(r) => collect(r, &mut self.globals)?,
+            Payload::ExportSection(r) => collect(r, &mut self.exports)?,
+            Payload::StartSection { func, .. } => self.start = Some(func),
+            Payload::ElementSection(r) => collect(r, &mut self.elements)?,
+            Payload::DataSection(r) => collect(r, &mut self.data)?,
+            Payload::CodeSectionEntry(body) => self.code.push(body),
+            Payload::CustomSection(c) => {
+                if let wasmparser::KnownCustom::Name(names) = c.as_known() {
+                    self.names = Some(names);
+                }
+            }
+            _ => {}
         }
-        let memory = memories[0];
-        if memory.shared {
-            return Err(Unsupported::SharedMemory);
+        Ok(())
+    }
+
+    /// Takes one import: a WASI function (checked against its preview1 signature), a stubbed
+    /// foreign function, or something foreign, listed in `s.foreign`.
+    fn import(&mut self, import: Import<'a>, s: &mut Sections) -> Result<(), Unsupported> {
+        let what = format!("{}::{}", import.module, import.name);
+        match import.ty {
+            TypeRef::Func(ty) | TypeRef::FuncExact(ty) if import.module == wasi::WASI_MODULE => {
+                let func = wasi::lookup(import.name)
+                    .ok_or_else(|| Unsupported::UnknownWasiFunction(import.name.to_string()))?;
+                let (params, results) = router_gen::bridge::signature(func);
+                let declared = self.func_types.get(ty as usize).cloned().flatten();
+                let matches = declared.is_some_and(|d| {
+                    same_types(d.params(), &params) && same_types(d.results(), &results)
+                });
+                if !matches {
+                    return Err(Unsupported::WasiSignature(import.name.to_string()));
+                }
+                self.imports.push(FuncImport::Wasi(func));
+            }
+            TypeRef::Memory(_) => s.foreign.push(format!("{what} (memory)")),
+            TypeRef::Table(_) => s.foreign.push(format!("{what} (table)")),
+            TypeRef::Global(_) => s.foreign.push(format!("{what} (global)")),
+            TypeRef::Tag(_) => s.foreign.push(format!("{what} (tag)")),
+            TypeRef::Func(ty) | TypeRef::FuncExact(ty) if s.stub_foreign => {
+                self.imports.push(FuncImport::Stubbed {
+                    module: import.module,
+                    name: import.name,
+                    ty,
+                })
+            }
+            TypeRef::Func(_) | TypeRef::FuncExact(_) => s.foreign.push(what),
         }
-        if memory.memory64 {
-            return Err(Unsupported::Memory64);
-        }
-        if memory.page_size_log2.is_some() {
-            return Err(Unsupported::CustomPageSize);
-        }
-        input.memory = memory;
-        let start = input
+        Ok(())
+    }
+
+    /// The function index of `_start`, which must be a `[] -> []` function.
+    fn find_entry(&self) -> Result<u32, Unsupported> {
+        let start = self
             .exports
             .iter()
             .find(|e| e.name == "_start")
@@ -301,12 +273,11 @@ impl<'a> Input<'a> {
         if start.kind != ExternalKind::Func {
             return Err(Unsupported::BadStart);
         }
-        input.entry = start.index;
-        let ty = input.func_type_of(start.index);
+        let ty = self.func_type_of(start.index);
         if !ty.is_some_and(|t| t.params().is_empty() && t.results().is_empty()) {
             return Err(Unsupported::BadStart);
         }
-        Ok(input)
+        Ok(start.index)
     }
 
     /// Refuses GC array allocations in the constant expressions evaluated at instantiation
@@ -389,6 +360,47 @@ impl<'a> Input<'a> {
         let ty = *self.functions.get((func - n) as usize)?;
         self.func_types.get(ty as usize)?.as_ref()
     }
+}
+
+/// What parsing collects besides the [`Input`] itself.
+struct Sections {
+    /// Accept foreign function imports as stubs.
+    stub_foreign: bool,
+    memories: Vec<MemoryType>,
+    /// Foreign imports, as `module::name` (with their kind unless a function).
+    foreign: Vec<String>,
+}
+
+fn invalid(e: wasmparser::BinaryReaderError) -> Unsupported {
+    Unsupported::Invalid(e.to_string())
+}
+
+/// Appends every item of a section.
+fn collect<'a, T: wasmparser::FromReader<'a>>(
+    reader: wasmparser::SectionLimited<'a, T>,
+    out: &mut Vec<T>,
+) -> Result<(), Unsupported> {
+    for item in reader {
+        out.push(item.map_err(invalid)?);
+    }
+    Ok(())
+}
+
+/// The module's one memory: unshared, 32-bit, default pages.
+fn one_memory(memories: &[MemoryType]) -> Result<MemoryType, Unsupported> {
+    let [memory] = memories else {
+        return Err(Unsupported::MemoryCount(memories.len()));
+    };
+    if memory.shared {
+        return Err(Unsupported::SharedMemory);
+    }
+    if memory.memory64 {
+        return Err(Unsupported::Memory64);
+    }
+    if memory.page_size_log2.is_some() {
+        return Err(Unsupported::CustomPageSize);
+    }
+    Ok(*memory)
 }
 
 fn same_types(a: &[wasmparser::ValType], b: &[wasm_encoder::ValType]) -> bool {

@@ -8,29 +8,36 @@
 //! Programs are activated lazily: instantiating the output initialises no program; the export
 //! `<name>_start` grows the program's memory and tables, applies its segments, runs its start
 //! function and then its `_start`. A dispatcher (`_start`, `megabin_dispatch`) selects a program
-//! by sha256 digest or by argv[0]. See `docs/format.md` for the full layout.
+//! by sha256 digest or by `argv[0]`. See `docs/format.md` for the full layout.
+//!
+//! The merge runs in phases (`merge.rs`): check and parse the inputs (`input.rs`), check the
+//! engine limits (`footprint.rs`, `limits.rs`), plan every index space (`plan.rs`), then emit the
+//! module the plan describes (`emit.rs`).
+
+#![warn(missing_docs)]
 
 mod consteval;
+mod emit;
 mod error;
+mod footprint;
 mod input;
 mod isolation;
 pub mod limits;
+mod map;
 mod merge;
+mod parallel;
+mod plan;
 mod reindex;
 mod segments;
 mod types;
 
-pub use error::{MergeError, Unsupported};
+pub use error::{LimitExceeded, MergeError, Unsupported};
+pub use footprint::{fits, Footprint};
 pub use input::features;
 pub use isolation::{check_isolation, IsolationReport, Resources};
-pub use limits::{fits, Footprint, LimitExceeded};
-pub use merge::{parallel_map, ENTRIES_SECTION, RESERVED_NAMES};
-
-use serde::{Deserialize, Serialize};
-use std::ops::Range;
-
-/// Format tag written into the entries section and the manifest.
-pub const FORMAT: &str = "megabin/1";
+pub use map::{read_entries_section, EntryMap, MergeMap, ENTRIES_SECTION, FORMAT};
+pub use merge::RESERVED_NAMES;
+pub use parallel::parallel_map;
 
 /// One program to merge.
 #[derive(Clone, Debug)]
@@ -39,7 +46,7 @@ pub struct Program<'a> {
     pub name: String,
     /// The WASI preview1 command module.
     pub wasm: &'a [u8],
-    /// argv[0] basenames that select this program in the dispatcher (may be empty: then only
+    /// `argv[0]` basenames that select this program in the dispatcher (may be empty: then only
     /// its digest selects it). Must be unique across programs.
     pub aliases: Vec<String>,
 }
@@ -85,77 +92,6 @@ pub struct Merged {
     pub map: MergeMap,
 }
 
-/// Where each program went in the merged module.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct MergeMap {
-    /// [`FORMAT`].
-    pub format: String,
-    /// One per program, in input order.
-    pub entries: Vec<EntryMap>,
-}
-
-/// One program's place in the merged module.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct EntryMap {
-    /// Entry name.
-    pub name: String,
-    /// sha256 of the program bytes.
-    #[serde(with = "hex_digest")]
-    pub digest: [u8; 32],
-    /// argv[0] names that select it.
-    pub aliases: Vec<String>,
-    /// Export that starts it: `<name>_start`.
-    pub start_export: String,
-    /// Its memory index.
-    pub memory: u32,
-    /// All its functions: trampolines, stubs, its own functions, its start function.
-    pub functions: Range<u32>,
-    /// Its WASI trampolines.
-    pub trampolines: Range<u32>,
-    /// Its tables.
-    pub tables: Range<u32>,
-    /// Its globals (the first is its "started" flag).
-    pub globals: Range<u32>,
-    /// Its exception tags.
-    pub tags: Range<u32>,
-    /// Its element segments.
-    pub elements: Range<u32>,
-    /// Its data segments (after coalescing).
-    pub data: Range<u32>,
-    /// Size of its code section entries in the input.
-    pub code_bytes: u64,
-    /// Size of its data segments in the input.
-    pub data_bytes: u64,
-    /// Foreign function imports (`module::name`, in import order) replaced by trapping stubs
-    /// ([`MergeOptions::stub_foreign_imports`]); they follow its trampolines in `functions`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub stubbed_imports: Vec<String>,
-}
-
-mod hex_digest {
-    use serde::{de::Error, Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
-        let hex: String = d.iter().map(|b| format!("{b:02x}")).collect();
-        s.serialize_str(&format!("sha256:{hex}"))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
-        let s = String::deserialize(d)?;
-        let hex = s
-            .strip_prefix("sha256:")
-            .ok_or_else(|| D::Error::custom("digest must start with sha256:"))?;
-        let mut out = [0u8; 32];
-        if hex.len() != 64 {
-            return Err(D::Error::custom("digest must have 64 hex digits"));
-        }
-        for (i, o) in out.iter_mut().enumerate() {
-            *o = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(D::Error::custom)?;
-        }
-        Ok(out)
-    }
-}
-
 /// Merges `programs` into one module. Fails with a typed error naming the program when one
 /// cannot be merged, or with [`MergeError::TooLarge`] when they do not fit one module.
 pub fn merge(programs: &[Program<'_>], options: &MergeOptions) -> Result<Merged, MergeError> {
@@ -169,16 +105,4 @@ pub fn merge_with(
     debug: &DebugOptions,
 ) -> Result<Merged, MergeError> {
     merge::merge(programs, options, debug)
-}
-
-/// Reads the merge map embedded in a megabinary, if any.
-pub fn read_entries_section(wasm: &[u8]) -> Option<MergeMap> {
-    for payload in wasmparser::Parser::new(0).parse_all(wasm) {
-        if let Ok(wasmparser::Payload::CustomSection(c)) = payload {
-            if c.name() == ENTRIES_SECTION {
-                return serde_json::from_slice(c.data()).ok();
-            }
-        }
-    }
-    None
 }

@@ -1,10 +1,14 @@
 //! Index remapping of one program's code into the merged module, via wasm-encoder's
-//! `reencode`, which visits every index in every instruction and constant expression.
+//! `reencode`, which visits every index in every instruction and constant expression. Its
+//! hooks also re-encode the program's tables, globals and element segments as they appear in
+//! the output.
 
 use wasm_encoder::reencode::{Error, Reencode};
+use wasm_encoder::{ElementSection, TableType};
+use wasmparser::{Element, ElementKind};
 
 /// Maps one input's index spaces to the output's.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Reindex {
     /// Input type index → output type index.
     pub types: Vec<u32>,
@@ -20,6 +24,10 @@ pub struct Reindex {
     pub data: Vec<u32>,
     /// Set whenever a type index is remapped; used to tell self-contained rec groups.
     pub touched_type: bool,
+    /// Tables keep their size and active element segments stay active
+    /// ([`crate::consteval::eager_tables`]); otherwise tables start empty and active segments
+    /// become passive, applied by the program's start function.
+    pub eager_tables: bool,
 }
 
 impl Reencode for Reindex {
@@ -50,5 +58,33 @@ impl Reencode for Reindex {
     }
     fn data_index(&mut self, data: u32) -> Result<u32, Error<Self::Error>> {
         Ok(self.data[data as usize])
+    }
+
+    fn table_type(&mut self, ty: wasmparser::TableType) -> Result<TableType, Error<Self::Error>> {
+        let mut out = wasm_encoder::reencode::utils::table_type(self, ty)?;
+        if !self.eager_tables {
+            out.minimum = 0;
+        }
+        Ok(out)
+    }
+    fn parse_element(
+        &mut self,
+        elements: &mut ElementSection,
+        element: Element<'_>,
+    ) -> Result<(), Error<Self::Error>> {
+        let items = self.element_items(element.items)?;
+        match element.kind {
+            ElementKind::Declared => elements.declared(items),
+            ElementKind::Active {
+                table_index,
+                offset_expr,
+            } if self.eager_tables => elements.active(
+                Some(self.table_index(table_index.unwrap_or(0))?),
+                &self.const_expr(offset_expr)?,
+                items,
+            ),
+            ElementKind::Active { .. } | ElementKind::Passive => elements.passive(items),
+        };
+        Ok(())
     }
 }

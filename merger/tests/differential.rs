@@ -2,32 +2,16 @@
 //! exactly like the same program started through `<name>_start` in ONE merged module of all
 //! fixtures (stdout, stderr, exit code or trap, and the files it leaves behind).
 
-use merger::{merge, MergeOptions, Merged, Program};
+mod support;
+
+use merger::Merged;
 use runtime_check::cases::{fixture_programs, load_cases, snapshot};
 use runtime_check::{Captured, Runner, Status};
 use std::collections::HashMap;
-
-fn entry_name(program: &str) -> String {
-    program.replace('-', "_")
-}
+use support::{fixture_entries, merge_jobs};
 
 fn merge_all(fixtures: &[(String, Vec<u8>)]) -> Merged {
-    let programs: Vec<Program> = fixtures
-        .iter()
-        .map(|(name, wasm)| Program {
-            name: entry_name(name),
-            wasm,
-            aliases: vec![name.clone()],
-        })
-        .collect();
-    merge(
-        &programs,
-        &MergeOptions {
-            jobs: 2,
-            ..Default::default()
-        },
-    )
-    .expect("fixtures merge")
+    merge_jobs(&fixture_entries(fixtures), 2).expect("fixtures merge")
 }
 
 /// Traps compare by trap code; the message differs (function names carry the entry prefix).
@@ -67,7 +51,7 @@ fn every_fixture_behaves_the_same_standalone_and_merged() {
         let a = runner
             .run_captured(&standalone[case.program.as_str()], "_start", &inv_a)
             .unwrap();
-        let export = format!("{}_start", entry_name(&case.program));
+        let export = format!("{}_start", case.program.replace('-', "_"));
         let b = runner
             .run_captured(&merged_module, &export, &inv_b)
             .unwrap();

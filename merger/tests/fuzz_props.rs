@@ -10,97 +10,12 @@
 
 mod support;
 
-use arbitrary::Unstructured;
 use merger::{merge_with, DebugOptions, MergeOptions, Program};
-use support::{arg, Harness, Inst, Outcome, Rng};
+use support::{arg, case_rng, generate, Harness, Inst, Outcome, Rng};
 use wasmtime::{Module, ValType};
 
 /// Cases run by `cargo test` (each a set of 1–6 modules).
 const DEFAULT_CASES: u64 = 200;
-
-/// Signatures of the exported functions a generated module may have (besides `_start`).
-const SIGNATURES: &[&str] = &[
-    "(param i32) (result i32)",
-    "(param i64 i32) (result i64)",
-    "(param f32 f64) (result f64)",
-    "(result i32 i64 f32)",
-    "(param v128) (result v128)",
-    "(param i32)",
-    "",
-    "(param i32 i32) (result i32)",
-    "(param externref) (result i32)",
-    "(result funcref)",
-    "(param i64) (result i64 i64)",
-];
-
-/// WASI functions generated modules may import: pointer-free ones only, so the documented
-/// deviation (a bad pointer traps in the bridge instead of returning EFAULT) never shows.
-const WASI_IMPORTS: &str = r#"(module
-  (import "wasi_snapshot_preview1" "sched_yield" (func (result i32)))
-  (import "wasi_snapshot_preview1" "proc_exit" (func (param i32)))
-  (import "wasi_snapshot_preview1" "proc_raise" (func (param i32) (result i32)))
-  (import "wasi_snapshot_preview1" "sock_shutdown" (func (param i32 i32) (result i32)))
-  (import "wasi_snapshot_preview1" "fd_sync" (func (param i32) (result i32)))
-  (import "wasi_snapshot_preview1" "fd_close" (func (param i32) (result i32))))"#;
-
-/// The exports a generated module must have: `memory`, `_start` and a few functions.
-fn shape(rng: &mut Rng) -> (String, Vec<String>) {
-    let min = rng.below(3);
-    let max = match rng.below(3) {
-        0 => String::new(),
-        _ => (min + rng.below(3)).to_string(),
-    };
-    let mut wat = format!(
-        "(module (memory (export \"memory\") {min} {max}) (func (export \"_start\") unreachable)"
-    );
-    let mut names = Vec::new();
-    for i in 0..1 + rng.below(4) {
-        let sig = SIGNATURES[rng.below(SIGNATURES.len() as u64) as usize];
-        wat.push_str(&format!("(func (export \"f{i}\") {sig} unreachable)"));
-        names.push(format!("f{i}"));
-    }
-    wat.push(')');
-    (wat, names)
-}
-
-/// One generated module in the shape of a WASI command.
-fn generate(rng: &mut Rng) -> (Vec<u8>, Vec<String>) {
-    let (exports, names) = shape(rng);
-    let mut config = wasm_smith::Config {
-        exports: Some(wat::parse_str(&exports).unwrap()),
-        available_imports: Some(wat::parse_str(WASI_IMPORTS).unwrap()),
-        max_imports: rng.below(4) as usize,
-        // the exported memory is generated on top of these: exactly one in all
-        min_memories: 0,
-        max_memories: 0,
-        max_memory32_bytes: 4 << 16,
-        memory64_enabled: false,
-        threads_enabled: false,
-        shared_everything_threads_enabled: false,
-        custom_page_sizes_enabled: false,
-        wide_arithmetic_enabled: false,
-        custom_descriptors_enabled: false,
-        max_tables: 3,
-        max_table_elements: 64,
-        max_funcs: 12,
-        max_instructions: 60,
-        max_globals: 8,
-        max_tags: 4,
-        max_types: 20,
-        max_data_segments: 12,
-        max_element_segments: 6,
-        max_elements: 16,
-        canonicalize_nans: true,
-        gc_enabled: rng.below(3) == 0,
-        ..Default::default()
-    };
-    config.max_type_size = 200;
-    let len = 512 + rng.below(8192) as usize;
-    let bytes = rng.bytes(len);
-    let module = wasm_smith::Module::new(config, &mut Unstructured::new(&bytes))
-        .expect("wasm-smith generates a module");
-    (module.to_bytes(), names)
-}
 
 #[derive(Default, Debug)]
 struct Stats {
@@ -316,7 +231,7 @@ fn random_module_sets_behave_the_same_standalone_and_merged() {
     let mut stats = Stats::default();
     let mut failures = Vec::new();
     for case in seed..seed + cases {
-        let mut rng = Rng(case.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ 0x6d65_6761_6269_6e21);
+        let mut rng = case_rng(case);
         let t = std::time::Instant::now();
         let r = run_case(&h, &mut rng, &mut stats);
         if std::env::var("MEGABIN_FUZZ_VERBOSE").is_ok() {

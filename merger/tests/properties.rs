@@ -1,39 +1,23 @@
 //! Properties of merged modules beyond behaviour: validity, isolation, lazy activation,
 //! dispatch, names, determinism, limits and typed errors.
 
-use merger::{check_isolation, merge, MergeError, MergeOptions, Merged, Program, Unsupported};
+mod support;
+
+use merger::{check_isolation, merge, MergeError, MergeOptions, Merged, Program};
 use runtime_check::cases::fixture_programs;
 use runtime_check::{Invocation, Runner, Status};
-
-fn programs(fixtures: &[(String, Vec<u8>)]) -> Vec<Program<'_>> {
-    fixtures
-        .iter()
-        .map(|(name, wasm)| Program {
-            name: name.replace('-', "_"),
-            wasm,
-            aliases: vec![name.clone()],
-        })
-        .collect()
-}
+use support::{fixture_entries, program, sha256_hex};
 
 fn merge_fixtures(jobs: usize) -> Merged {
     let f = fixture_programs();
     merge(
-        &programs(&f),
+        &fixture_entries(&f),
         &MergeOptions {
             jobs,
             ..Default::default()
         },
     )
     .unwrap()
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 #[test]
@@ -73,18 +57,7 @@ fn isolation_check_catches_a_program_touching_another_memory() {
              (func (export "_start") (i32.store (i32.const 4) (i32.const 2))))"#,
     )
     .unwrap();
-    let ps = vec![
-        Program {
-            name: "a".into(),
-            wasm: &a,
-            aliases: vec![],
-        },
-        Program {
-            name: "b".into(),
-            wasm: &b,
-            aliases: vec![],
-        },
-    ];
+    let ps = vec![program("a", &a), program("b", &b)];
     let merged = merge(&ps, &MergeOptions::default()).unwrap();
     check_isolation(&merged.wasm).unwrap();
     // `i32.store` with memory index: the encoder writes memarg flags 0x42 (align 2 | 0x40)
@@ -161,7 +134,7 @@ fn is_not_found(status: &Status) -> bool {
 #[test]
 fn dispatcher_selects_by_digest_and_by_argv0() {
     let fixtures = fixture_programs();
-    let merged = merge(&programs(&fixtures), &MergeOptions::default()).unwrap();
+    let merged = merge(&fixture_entries(&fixtures), &MergeOptions::default()).unwrap();
     let runner = Runner::new().unwrap();
     let module = runner.compile(&merged.wasm).unwrap();
     let run = |args: &[&str], env: &[(&str, String)]| {
@@ -265,91 +238,6 @@ fn types_are_deduplicated_and_imports_shared() {
     let mut dedup = imports.clone();
     dedup.dedup();
     assert_eq!(imports, dedup, "each WASI function is imported once");
-}
-
-fn merge_one(wat_src: &str) -> Result<Merged, MergeError> {
-    let wasm = wat::parse_str(wat_src).unwrap();
-    merge(
-        &[Program {
-            name: "p".into(),
-            wasm: &wasm,
-            aliases: vec![],
-        }],
-        &MergeOptions::default(),
-    )
-}
-
-fn reason(r: Result<Merged, MergeError>) -> Unsupported {
-    match r {
-        Err(MergeError::Unsupported { entry, reason }) => {
-            assert_eq!(entry, "p");
-            reason
-        }
-        other => panic!("expected Unsupported, got {other:?}"),
-    }
-}
-
-#[test]
-fn unsupported_inputs_get_typed_errors() {
-    let start = r#"(func (export "_start"))"#;
-    type Check = fn(&Unsupported) -> bool;
-    let cases: Vec<(String, Check)> = vec![
-        (
-            r#"(module (memory 1) (func (export "_initialize")))"#.to_string(),
-            |r| *r == Unsupported::NoStart,
-        ),
-        (
-            format!(r#"(module (import "env" "m" (memory 1)) {start})"#),
-            |r| matches!(r, Unsupported::ForeignImports(v) if v[0].contains("env::m")),
-        ),
-        (
-            format!(r#"(module (import "env" "f" (func)) (memory 1) {start})"#),
-            |r| matches!(r, Unsupported::ForeignImports(_)),
-        ),
-        (
-            format!(
-                r#"(module (import "wasi_snapshot_preview1" "nope" (func)) (memory 1) {start})"#
-            ),
-            |r| matches!(r, Unsupported::UnknownWasiFunction(_)),
-        ),
-        (
-            format!(
-                r#"(module (import "wasi_snapshot_preview1" "fd_write" (func (param i32))) (memory 1) {start})"#
-            ),
-            |r| matches!(r, Unsupported::WasiSignature(_)),
-        ),
-        (format!(r#"(module (memory 1 1 shared) {start})"#), |r| {
-            *r == Unsupported::SharedMemory
-        }),
-        (format!(r#"(module (memory i64 1) {start})"#), |r| {
-            *r == Unsupported::Memory64
-        }),
-        (format!(r#"(module {start})"#), |r| {
-            *r == Unsupported::MemoryCount(0)
-        }),
-        (
-            r#"(module (memory 1) (func (export "_start") (param i32)))"#.to_string(),
-            |r| *r == Unsupported::BadStart,
-        ),
-    ];
-    for (src, check) in cases {
-        let r = reason(merge_one(&src));
-        assert!(check(&r), "{src}: got {r:?}");
-    }
-    let component = b"\0asm\x0d\x00\x01\x00".to_vec();
-    let garbage = b"\0asm\x01\x00\x00\x00\xff\xff\xff".to_vec();
-    for (bytes, want) in [(component, "component"), (garbage, "invalid")] {
-        let r = merge(
-            &[Program {
-                name: "p".into(),
-                wasm: &bytes,
-                aliases: vec![],
-            }],
-            &MergeOptions::default(),
-        );
-        let msg = r.unwrap_err().to_string();
-        assert!(msg.starts_with("entry `p`:") && msg.contains(want), "{msg}");
-    }
 }
 
 #[test]

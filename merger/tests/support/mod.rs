@@ -3,8 +3,148 @@
 //! programs, no pointers: generated programs only import pointer-free WASI functions).
 #![allow(dead_code)]
 
+use arbitrary::Unstructured;
+use merger::{merge_with, DebugOptions, MergeOptions, Merged, Program};
 use std::fmt;
+use std::path::{Path, PathBuf};
 use wasmtime::{Engine, Extern, Instance, Linker, Module, Store, Trap, Val, ValType};
+
+// ---------------------------------------------------------------------------------------------
+// Inputs: fixtures, programs, merges.
+
+/// `fixtures/hardening/<name>` (WAT) as a module.
+pub fn hardening_fixture(name: &str) -> Vec<u8> {
+    let path = fixtures_dir().join("hardening").join(name);
+    wat::parse_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The repository's `fixtures/` directory.
+pub fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
+}
+
+/// A program without aliases.
+pub fn program<'a>(name: &str, wasm: &'a [u8]) -> Program<'a> {
+    Program {
+        name: name.into(),
+        wasm,
+        aliases: vec![],
+    }
+}
+
+/// The fixture programs as entries: `hello-debug` becomes entry `hello_debug`, selected by the
+/// alias `hello-debug`.
+pub fn fixture_entries(fixtures: &[(String, Vec<u8>)]) -> Vec<Program<'_>> {
+    fixtures
+        .iter()
+        .map(|(name, wasm)| Program {
+            name: name.replace('-', "_"),
+            wasm,
+            aliases: vec![name.clone()],
+        })
+        .collect()
+}
+
+/// Merges on `jobs` threads.
+pub fn merge_jobs(programs: &[Program<'_>], jobs: usize) -> Result<Merged, merger::MergeError> {
+    merger::merge(
+        programs,
+        &MergeOptions {
+            jobs,
+            ..Default::default()
+        },
+    )
+}
+
+/// Merges with every input function exported (tests call them), checking isolation.
+pub fn merge_exporting(programs: &[Program<'_>]) -> Merged {
+    let merged = merge_with(
+        programs,
+        &MergeOptions::default(),
+        &DebugOptions {
+            export_functions: true,
+        },
+    )
+    .unwrap_or_else(|e| panic!("merge: {e}"));
+    merger::check_isolation(&merged.wasm).unwrap_or_else(|p| panic!("{}", p.join("\n")));
+    merged
+}
+
+/// Lowercase hex sha256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Compares `actual` with the baseline file `path`, or writes it when `BLESS` is set.
+pub fn check_baseline(path: &Path, actual: &str) {
+    if std::env::var_os("BLESS").is_some() {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        std::fs::write(path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e} (BLESS=1 writes it)", path.display()));
+    assert_eq!(
+        actual,
+        expected,
+        "{} differs; BLESS=1 if the change is deliberate",
+        path.display()
+    );
+}
+
+/// A minimal hand assembler that writes every LEB128 in 5 bytes, as clang and wasm-ld leave
+/// relocatable indices (e.g. call_indirect's table index).
+pub mod overlong {
+    /// Five 7-bit groups, `group(i)` being bits `7i..`, all but the last with the
+    /// continuation bit.
+    fn five(group: impl Fn(u32) -> u8) -> Vec<u8> {
+        (0..5)
+            .map(|i| {
+                let b = group(i) & 0x7f;
+                if i < 4 {
+                    b | 0x80
+                } else {
+                    b
+                }
+            })
+            .collect()
+    }
+    pub fn u(v: u32) -> Vec<u8> {
+        five(|i| (v >> (7 * i)) as u8)
+    }
+    pub fn s(v: i32) -> Vec<u8> {
+        five(|i| (v >> (7 * i)) as u8)
+    }
+    pub fn name(n: &str) -> Vec<u8> {
+        let mut v = u(n.len() as u32);
+        v.extend_from_slice(n.as_bytes());
+        v
+    }
+    pub fn vec(items: &[Vec<u8>]) -> Vec<u8> {
+        let mut v = u(items.len() as u32);
+        for i in items {
+            v.extend_from_slice(i);
+        }
+        v
+    }
+    pub fn section(id: u8, payload: Vec<u8>, out: &mut Vec<u8>) {
+        out.push(id);
+        out.extend(u(payload.len() as u32));
+        out.extend(payload);
+    }
+    pub fn cat(parts: &[&[u8]]) -> Vec<u8> {
+        parts.concat()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running: a Wasmtime harness.
 
 /// Fuel for one call (instantiation, a start export, an exported function).
 pub const FUEL: u64 = 200_000;
@@ -216,6 +356,11 @@ pub fn show(v: &Val) -> String {
     }
 }
 
+/// The generator of fuzz case `case` (the same case always generates the same modules).
+pub fn case_rng(case: u64) -> Rng {
+    Rng(case.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ 0x6d65_6761_6269_6e21)
+}
+
 /// A deterministic pseudo-random generator (SplitMix64): the tests need no `rand`.
 pub struct Rng(pub u64);
 
@@ -263,4 +408,91 @@ fn interesting(rng: &mut Rng) -> u64 {
         4 => 1 << rng.below(64),
         _ => rng.next(),
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fuzz shapes: wasm-smith modules in the shape of WASI commands.
+
+/// Signatures of the exported functions a generated module may have (besides `_start`).
+const SIGNATURES: &[&str] = &[
+    "(param i32) (result i32)",
+    "(param i64 i32) (result i64)",
+    "(param f32 f64) (result f64)",
+    "(result i32 i64 f32)",
+    "(param v128) (result v128)",
+    "(param i32)",
+    "",
+    "(param i32 i32) (result i32)",
+    "(param externref) (result i32)",
+    "(result funcref)",
+    "(param i64) (result i64 i64)",
+];
+
+/// WASI functions generated modules may import: pointer-free ones only, so the documented
+/// deviation (a bad pointer traps in the bridge instead of returning EFAULT) never shows.
+const WASI_IMPORTS: &str = r#"(module
+  (import "wasi_snapshot_preview1" "sched_yield" (func (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func (param i32)))
+  (import "wasi_snapshot_preview1" "proc_raise" (func (param i32) (result i32)))
+  (import "wasi_snapshot_preview1" "sock_shutdown" (func (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_sync" (func (param i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_close" (func (param i32) (result i32))))"#;
+
+/// The exports a generated module must have: `memory`, `_start` and a few functions.
+fn shape(rng: &mut Rng) -> (String, Vec<String>) {
+    let min = rng.below(3);
+    let max = match rng.below(3) {
+        0 => String::new(),
+        _ => (min + rng.below(3)).to_string(),
+    };
+    let mut wat = format!(
+        "(module (memory (export \"memory\") {min} {max}) (func (export \"_start\") unreachable)"
+    );
+    let mut names = Vec::new();
+    for i in 0..1 + rng.below(4) {
+        let sig = SIGNATURES[rng.below(SIGNATURES.len() as u64) as usize];
+        wat.push_str(&format!("(func (export \"f{i}\") {sig} unreachable)"));
+        names.push(format!("f{i}"));
+    }
+    wat.push(')');
+    (wat, names)
+}
+
+/// One generated module in the shape of a WASI command.
+pub fn generate(rng: &mut Rng) -> (Vec<u8>, Vec<String>) {
+    let (exports, names) = shape(rng);
+    let mut config = wasm_smith::Config {
+        exports: Some(wat::parse_str(&exports).unwrap()),
+        available_imports: Some(wat::parse_str(WASI_IMPORTS).unwrap()),
+        max_imports: rng.below(4) as usize,
+        // the exported memory is generated on top of these: exactly one in all
+        min_memories: 0,
+        max_memories: 0,
+        max_memory32_bytes: 4 << 16,
+        memory64_enabled: false,
+        threads_enabled: false,
+        shared_everything_threads_enabled: false,
+        custom_page_sizes_enabled: false,
+        wide_arithmetic_enabled: false,
+        custom_descriptors_enabled: false,
+        max_tables: 3,
+        max_table_elements: 64,
+        max_funcs: 12,
+        max_instructions: 60,
+        max_globals: 8,
+        max_tags: 4,
+        max_types: 20,
+        max_data_segments: 12,
+        max_element_segments: 6,
+        max_elements: 16,
+        canonicalize_nans: true,
+        gc_enabled: rng.below(3) == 0,
+        ..Default::default()
+    };
+    config.max_type_size = 200;
+    let len = 512 + rng.below(8192) as usize;
+    let bytes = rng.bytes(len);
+    let module = wasm_smith::Module::new(config, &mut Unstructured::new(&bytes))
+        .expect("wasm-smith generates a module");
+    (module.to_bytes(), names)
 }

@@ -1,0 +1,392 @@
+//! The plan: where every input goes in every index space of the merged module, decided before
+//! anything is encoded. [`Plan::new`] lays out the WASI imports, the generated functions and
+//! each program's functions, tables, globals, tags, segments and types; the emit step
+//! ([`crate::emit`]) writes exactly what the plan says.
+
+use crate::consteval;
+use crate::error::{internal, MergeError};
+use crate::input::{FuncImport, Input};
+use crate::reindex::Reindex;
+use crate::segments::{self, ActiveData};
+use crate::types::TypeInterner;
+use crate::Program;
+use router_gen::bridge::{self, BridgeEnv};
+use router_gen::dispatch::{DispatchImports, GenFunc, RouteEntry, Router};
+use router_gen::wasi::{self, WasiFunc};
+use sha2::{Digest, Sha256};
+use wasm_encoder::reencode::Reencode;
+
+/// WASI functions the dispatcher calls: imported whatever the programs use.
+const DISPATCHER_IMPORTS: [&str; 6] = [
+    "fd_write",
+    "proc_exit",
+    "args_sizes_get",
+    "args_get",
+    "environ_sizes_get",
+    "environ_get",
+];
+
+/// The merged module's layout. Function index space: the WASI imports, the bridge allocator,
+/// the dispatcher's functions, then each program's [`Layout`] in input order.
+pub(crate) struct Plan<'a> {
+    /// The parsed inputs, in program order.
+    pub inputs: Vec<Input<'a>>,
+    /// sha256 of each program's bytes.
+    pub digests: Vec<[u8; 32]>,
+    /// The dispatcher: its routing tables and static data.
+    pub router: Router,
+    /// The imported WASI functions.
+    pub imports: WasiImports,
+    /// Where the bridge's shared helpers are (memory 0, its allocator, its cursor global).
+    pub env: BridgeEnv,
+    /// The output's types; complete once the plan is made.
+    pub types: TypeInterner,
+    /// The generated functions that precede the programs' functions.
+    pub generated: Generated,
+    /// Each program's place, in program order.
+    pub layouts: Vec<Layout<'a>>,
+}
+
+/// The bridge allocator and the dispatcher's functions, with their types.
+pub(crate) struct Generated {
+    /// Type of the bridge allocator.
+    pub alloc_type: u32,
+    /// Type `[] -> []` of every `<name>_start`.
+    pub start_type: u32,
+    /// The dispatcher's functions, from `env.alloc_func + 1`, and their types.
+    pub dispatch: Vec<(GenFunc, u32)>,
+}
+
+/// One program's place in the output index spaces.
+pub(crate) struct Layout<'a> {
+    pub memory: u32,
+    pub func_base: u32,
+    /// Distinct WASI functions imported, in first-import order: one trampoline each.
+    pub trampolines: Vec<&'static WasiFunc>,
+    /// First stub of a foreign import (they follow the trampolines, one per stubbed import).
+    pub stub_base: u32,
+    pub defined_base: u32,
+    pub start_func: u32,
+    pub table_base: u32,
+    pub started_global: u32,
+    pub global_base: u32,
+    pub tag_base: u32,
+    pub elem_base: u32,
+    pub data_base: u32,
+    pub passive_data: u32,
+    pub active: Vec<ActiveData<'a>>,
+    /// Tables at their original size with active element segments, applied at instantiation
+    /// ([`consteval::eager_tables`]); otherwise empty tables filled by `<name>_start`.
+    pub eager_tables: bool,
+    /// The program's index maps (input index → output index), types included.
+    pub reindex: Reindex,
+}
+
+impl<'a> Plan<'a> {
+    /// Plans the merge of `programs`, already parsed into `inputs`.
+    pub fn new(programs: &[Program<'_>], inputs: Vec<Input<'a>>) -> Result<Self, MergeError> {
+        // Route: the dispatcher's tables, from each program's digest and argv[0] names.
+        let (digests, router) = route(programs)?;
+        // Imports: every WASI function used by a program or the dispatcher, sorted by name.
+        let mut types = TypeInterner::default();
+        let imports = WasiImports::new(&inputs, &mut types);
+        let n_imports = imports.len();
+        let env = BridgeEnv {
+            memory: 0,
+            alloc_func: n_imports,
+            cursor_global: 0,
+            scratch_base: router.scratch_base(),
+        };
+        // Layout: each program's place in every index space, after the generated functions.
+        let first_func = n_imports + 1 + Router::FUNCS;
+        let mut layouts = lay_out(&inputs, first_func);
+        // Types and index maps of every program (sequential: the interner is shared).
+        for (input, layout) in inputs.iter().zip(&mut layouts) {
+            index_maps(input, layout, &mut types)?;
+        }
+        // Generated functions: the bridge allocator and the dispatcher, and their types.
+        let starts: Vec<u32> = layouts.iter().map(|l| l.start_func).collect();
+        let generated = Generated::new(&router, &imports, &env, &starts, &mut types);
+        Ok(Plan {
+            inputs,
+            digests,
+            router,
+            imports,
+            env,
+            types,
+            generated,
+            layouts,
+        })
+    }
+
+    /// Number of data segments: the dispatcher's static data, then every program's.
+    pub fn data_count(&self) -> u32 {
+        1 + self
+            .layouts
+            .iter()
+            .map(|l| l.passive_data + l.active.len() as u32)
+            .sum::<u32>()
+    }
+}
+
+impl Generated {
+    /// The dispatcher's functions, which start the programs at `starts`; their types, after
+    /// the allocator's and `[] -> []`, join the type section.
+    fn new(
+        router: &Router,
+        imports: &WasiImports,
+        env: &BridgeEnv,
+        starts: &[u32],
+        types: &mut TypeInterner,
+    ) -> Self {
+        let (p, r) = bridge::alloc_signature();
+        let alloc_type = types.func(&p, &r);
+        let dispatch_imports = DispatchImports {
+            fd_write: imports.index("fd_write"),
+            proc_exit: imports.index("proc_exit"),
+            args_sizes_get: imports.index("args_sizes_get"),
+            args_get: imports.index("args_get"),
+            environ_sizes_get: imports.index("environ_sizes_get"),
+            environ_get: imports.index("environ_get"),
+        };
+        let funcs = router.functions(env.alloc_func + 1, &dispatch_imports, env, starts);
+        let start_type = types.func(&[], &[]);
+        let dispatch = funcs
+            .into_iter()
+            .map(|f| {
+                let ty = types.func(&f.params, &f.results);
+                (f, ty)
+            })
+            .collect();
+        Generated {
+            alloc_type,
+            start_type,
+            dispatch,
+        }
+    }
+}
+
+/// Imported WASI functions, sorted by name, with their type: import `i` is function `i`.
+pub(crate) struct WasiImports(Vec<(&'static str, u32)>);
+
+impl WasiImports {
+    /// Every WASI function a program or the dispatcher uses, sorted by name, with its type.
+    fn new(inputs: &[Input<'_>], types: &mut TypeInterner) -> Self {
+        let mut used: Vec<&'static str> = DISPATCHER_IMPORTS.to_vec();
+        for input in inputs {
+            used.extend(
+                input
+                    .imports
+                    .iter()
+                    .filter_map(|i| i.wasi().map(|f| f.name)),
+            );
+        }
+        used.sort_unstable();
+        used.dedup();
+        let imports = used
+            .into_iter()
+            .map(|name| {
+                let (p, r) = bridge::signature(wasi::lookup(name).expect("known"));
+                (name, types.func(&p, &r))
+            })
+            .collect();
+        WasiImports(imports)
+    }
+
+    /// Number of imports.
+    pub fn len(&self) -> u32 {
+        self.0.len() as u32
+    }
+
+    /// The imports in index order: name and type.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u32)> + '_ {
+        self.0.iter().copied()
+    }
+
+    /// The function index of an imported WASI function.
+    pub fn index(&self, name: &str) -> u32 {
+        self.0
+            .binary_search_by_key(&name, |(n, _)| n)
+            .expect("imported") as u32
+    }
+
+    /// The type of an imported WASI function (and of its trampolines).
+    pub fn ty(&self, name: &str) -> u32 {
+        self.0[self.index(name) as usize].1
+    }
+}
+
+/// The digests of the programs and the dispatcher that selects them.
+fn route(programs: &[Program<'_>]) -> Result<(Vec<[u8; 32]>, Router), MergeError> {
+    let digests: Vec<[u8; 32]> = programs
+        .iter()
+        .map(|p| Sha256::digest(p.wasm).into())
+        .collect();
+    let routes: Vec<RouteEntry> = programs
+        .iter()
+        .zip(&digests)
+        .map(|(p, d)| RouteEntry {
+            name: p.name.clone(),
+            digest: *d,
+            aliases: p.aliases.clone(),
+        })
+        .collect();
+    let router = Router::new(&routes).map_err(|e| MergeError::Route(e.to_string()))?;
+    Ok((digests, router))
+}
+
+/// Lays the programs out one after the other in every index space, their functions from
+/// `first_func`. Memory 0, global 0 and data segment 0 are the bridge's.
+fn lay_out<'a>(inputs: &[Input<'a>], first_func: u32) -> Vec<Layout<'a>> {
+    let mut layouts = Vec::with_capacity(inputs.len());
+    let (mut func, mut table, mut global, mut tag, mut elem, mut data) =
+        (first_func, 0u32, 1u32, 0u32, 0u32, 1u32);
+    for (k, input) in inputs.iter().enumerate() {
+        let trampolines = trampolines(input);
+        let stubs = stub_count(input) as u32;
+        let (passive, active) = split_data(input);
+        let active = segments::coalesce(active);
+        let stub_base = func + trampolines.len() as u32;
+        let l = Layout {
+            memory: 1 + k as u32,
+            func_base: func,
+            stub_base,
+            defined_base: stub_base + stubs,
+            start_func: stub_base + stubs + input.functions.len() as u32,
+            trampolines,
+            table_base: table,
+            started_global: global,
+            global_base: global + 1,
+            tag_base: tag,
+            elem_base: elem,
+            data_base: data,
+            passive_data: passive as u32,
+            active,
+            eager_tables: consteval::eager_tables(input),
+            reindex: Reindex::default(),
+        };
+        func = l.start_func + 1;
+        table += input.tables.len() as u32;
+        global += 1 + input.globals.len() as u32;
+        tag += input.tags.len() as u32;
+        elem += input.elements.len() as u32;
+        data += passive as u32 + l.active.len() as u32;
+        layouts.push(l);
+    }
+    layouts
+}
+
+/// Fills `l.reindex`: the program's rec groups join the output types, its functions map to
+/// their trampolines, stubs and defined functions, its data segments to the output's.
+fn index_maps(
+    input: &Input<'_>,
+    l: &mut Layout<'_>,
+    types: &mut TypeInterner,
+) -> Result<(), MergeError> {
+    let mut r = Reindex {
+        memory: l.memory,
+        table_base: l.table_base,
+        global_base: l.global_base,
+        tag_base: l.tag_base,
+        elem_base: l.elem_base,
+        eager_tables: l.eager_tables,
+        ..Default::default()
+    };
+    for group in &input.rec_groups {
+        let explicit = group.is_explicit_rec_group();
+        let n = group.types().len() as u32;
+        let first = r.types.len();
+        // Assume the group lands at the end; internal references then resolve.
+        r.types.extend(types.len()..types.len() + n);
+        r.touched_type = false;
+        let subtypes = group
+            .clone()
+            .into_types()
+            .map(|t| r.sub_type(t))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(internal)?;
+        let at = types.group(explicit, subtypes, !r.touched_type);
+        for (j, t) in r.types[first..].iter_mut().enumerate() {
+            *t = at + j as u32;
+        }
+    }
+    r.funcs = function_map(input, l);
+    r.data = data_map(input, l);
+    l.reindex = r;
+    Ok(())
+}
+
+/// Input function index → output function index: imports go to their trampoline or stub.
+fn function_map(input: &Input<'_>, l: &Layout<'_>) -> Vec<u32> {
+    let mut next_stub = l.stub_base;
+    input
+        .imports
+        .iter()
+        .map(|i| match i {
+            FuncImport::Wasi(func) => {
+                l.func_base
+                    + l.trampolines
+                        .iter()
+                        .position(|t| t.name == func.name)
+                        .expect("has trampoline") as u32
+            }
+            FuncImport::Stubbed { .. } => {
+                next_stub += 1;
+                next_stub - 1
+            }
+        })
+        .chain((0..input.functions.len() as u32).map(|j| l.defined_base + j))
+        .collect()
+}
+
+/// Input data index → output data index. Active segments are dropped after instantiation;
+/// references to them (legal in `data.drop`, or a zero-length `memory.init`) go to a segment
+/// the start function drops.
+fn data_map(input: &Input<'_>, l: &Layout<'_>) -> Vec<u32> {
+    let mut next_passive = l.data_base;
+    let dropped = l.data_base + l.passive_data;
+    input
+        .data
+        .iter()
+        .map(|d| match d.kind {
+            wasmparser::DataKind::Passive => {
+                next_passive += 1;
+                next_passive - 1
+            }
+            wasmparser::DataKind::Active { .. } => dropped,
+        })
+        .collect()
+}
+
+/// Counts passive data segments and collects the active ones in order.
+pub(crate) fn split_data<'a>(
+    input: &Input<'a>,
+) -> (u64, Vec<(wasmparser::ConstExpr<'a>, &'a [u8])>) {
+    let mut passive = 0;
+    let mut active = Vec::new();
+    for d in &input.data {
+        match &d.kind {
+            wasmparser::DataKind::Passive => passive += 1,
+            wasmparser::DataKind::Active { offset_expr, .. } => {
+                active.push((offset_expr.clone(), d.data))
+            }
+        }
+    }
+    (passive, active)
+}
+
+/// The distinct WASI functions a program imports, in first-import order: one trampoline each.
+pub(crate) fn trampolines(input: &Input<'_>) -> Vec<&'static WasiFunc> {
+    let mut trampolines: Vec<&'static WasiFunc> = Vec::new();
+    for func in input.imports.iter().filter_map(FuncImport::wasi) {
+        if !trampolines.iter().any(|t| t.name == func.name) {
+            trampolines.push(func);
+        }
+    }
+    trampolines
+}
+
+/// Number of foreign function imports a program has (one trapping stub each).
+pub(crate) fn stub_count(input: &Input<'_>) -> usize {
+    input.imports.iter().filter(|i| i.wasi().is_none()).count()
+}

@@ -1,0 +1,2 @@
+;; `_start` takes a parameter.
+(module (memory 1) (func (export "_start") (param i32)))

@@ -1,0 +1,2 @@
+;; No memory at all.
+(module (func (export "_start")))

@@ -1,0 +1,2 @@
+;; Threads: a shared memory.
+(module (memory 1 1 shared) (func (export "_start")))
