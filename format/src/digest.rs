@@ -61,7 +61,7 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 pub fn decode_hex(hex: &str) -> Option<Vec<u8>> {
     let digit = |c: u8| char::from(c).to_digit(16).map(|d| d as u8);
     let b = hex.as_bytes();
-    if b.len() % 2 != 0 {
+    if !b.len().is_multiple_of(2) {
         return None;
     }
     b.chunks(2)
