@@ -11,6 +11,14 @@
 //! (`-lgcc_s` to `libgcc_eh.a`, as `+crt-static` links it). Nothing else is affected: other
 //! profiles, tests, build scripts and dependencies are compiled exactly as before.
 //!
+//! One thing static glibc does differently matters here: `dlsym(RTLD_DEFAULT, ...)` finds
+//! nothing in a static executable. The `getrandom` crate (seeding wasmtime-wasi's random
+//! context for every program) looks up glibc's `getrandom` that way and, not finding it, falls
+//! back to reading `/dev/urandom`, which a bare chroot does not have: every run panicked
+//! ("could not initialize ThreadRng"). So `dlsym` is wrapped (`--wrap=dlsym`, a small C object
+//! compiled here): a lookup of `getrandom` returns glibc's (static) `getrandom`, anything else
+//! goes to glibc's `dlsym` unchanged.
+//!
 //! `MEGABIN_DYNAMIC=1 cargo build --release` links dynamically, as rustc does by default.
 
 use std::path::{Path, PathBuf};
@@ -39,17 +47,56 @@ fn main() {
     {
         return;
     }
-    let dir = PathBuf::from(var("OUT_DIR")).join("static-libs");
-    match static_libs(&dir) {
-        Ok(()) => {
+    let out = PathBuf::from(var("OUT_DIR"));
+    let dir = out.join("static-libs");
+    match static_libs(&dir).and_then(|()| dlsym_wrapper(&out)) {
+        Ok(wrapper) => {
             println!("cargo:rustc-link-arg-bins=-static-pie");
             println!("cargo:rustc-link-arg-bins=-L{}", dir.display());
+            println!("cargo:rustc-link-arg-bins=-Wl,--wrap=dlsym");
+            println!("cargo:rustc-link-arg-bins={}", wrapper.display());
+            // The wrapper's references (`getrandom`, glibc's `dlsym`) come after libc on the
+            // link line: search it once more.
+            println!("cargo:rustc-link-arg-bins=-lc");
         }
         Err(why) => println!(
             "cargo:warning=megabin is linked dynamically: {why} (install glibc's static \
              libraries, e.g. Debian's libc6-dev, for a static build)"
         ),
     }
+}
+
+/// `dlsym` for a static executable: see the module documentation.
+const DLSYM_WRAPPER: &str = r#"
+#include <dlfcn.h>
+#include <string.h>
+#include <sys/random.h>
+
+void *__real_dlsym(void *handle, const char *name);
+
+void *__wrap_dlsym(void *handle, const char *name) {
+    if (handle == RTLD_DEFAULT && name != NULL && strcmp(name, "getrandom") == 0)
+        return (void *)&getrandom;
+    return __real_dlsym(handle, name);
+}
+"#;
+
+/// Compiles [`DLSYM_WRAPPER`] into `dir`; returns the object file.
+fn dlsym_wrapper(dir: &Path) -> Result<PathBuf, String> {
+    let (src, obj) = (dir.join("dlsym_wrapper.c"), dir.join("dlsym_wrapper.o"));
+    std::fs::write(&src, DLSYM_WRAPPER)
+        .map_err(|e| format!("cannot write {}: {e}", src.display()))?;
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let status = Command::new(&cc)
+        .args(["-c", "-O2", "-fPIE", "-o"])
+        .arg(&obj)
+        .arg(&src)
+        .status()
+        .map_err(|e| format!("cannot run {cc}: {e}"))?;
+    if !status.success() {
+        return Err(format!("{cc} cannot compile {}", src.display()));
+    }
+    Ok(obj)
 }
 
 /// Fills `dir` with `lib<name>.a` links to the static archives of [`LIBS`].

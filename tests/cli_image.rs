@@ -24,9 +24,7 @@ fn text(b: &[u8]) -> String {
 /// The binary named by `var`, or `None` (after saying why the test is skipped).
 fn binary_from_env(var: &str, what: &str) -> Option<PathBuf> {
     let Some(path) = std::env::var_os(var).filter(|v| !v.is_empty()) else {
-        eprintln!(
-            "SKIPPED: {var} is not set (the path of {what}; .ci/run builds it and sets it)"
-        );
+        eprintln!("SKIPPED: {var} is not set (the path of {what}; .ci/run builds it and sets it)");
         return None;
     };
     let path = PathBuf::from(path);
@@ -92,7 +90,13 @@ fn build_and_verify(megabin: &Path, rootfs: &Path, out: &Path, aot: bool) -> Str
         .arg(&id)
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}{}", text(&o.stdout), text(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
     id
 }
 
@@ -121,8 +125,7 @@ fn in_namespace(flags: &str, script: &str) -> Output {
 
 #[test]
 fn the_dockerfile_image_runs_programs_with_nothing_from_outside_it() {
-    let Some(full) = binary_from_env("MEGABIN_TEST_STATIC", "the static release megabin")
-    else {
+    let Some(full) = binary_from_env("MEGABIN_TEST_STATIC", "the static release megabin") else {
         return;
     };
     let runner = binary_from_env(
@@ -229,8 +232,7 @@ fn the_dockerfile_image_runs_programs_with_nothing_from_outside_it() {
 
 #[test]
 fn the_runner_runs_only_verified_artifacts_and_says_what_needs_the_compiler() {
-    let Some(full) = binary_from_env("MEGABIN_TEST_STATIC", "the static release megabin")
-    else {
+    let Some(full) = binary_from_env("MEGABIN_TEST_STATIC", "the static release megabin") else {
         return;
     };
     let Some(runner) = binary_from_env(
