@@ -441,10 +441,7 @@ fn precompile(
 }
 
 #[cfg(not(feature = "compiler"))]
-fn precompile(
-    _: &Files,
-    _: &crate::progress::Progress,
-) -> Result<(String, Files), BuildError> {
+fn precompile(_: &Files, _: &crate::progress::Progress) -> Result<(String, Files), BuildError> {
     Err(BuildError::NoCompiler)
 }
 
