@@ -19,7 +19,9 @@ use crate::aot::engine_id;
 use crate::cache::Cache;
 use crate::measure::Measurer;
 use crate::trust::{Container, FileError, VerifiedFile};
-use crate::verify::{refused, Refusal};
+#[cfg(feature = "compiler")]
+use crate::verify::refused;
+use crate::verify::Refusal;
 #[cfg(feature = "compiler")]
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
