@@ -157,17 +157,18 @@ fn the_dockerfile_image_runs_programs_with_nothing_from_outside_it() {
     let d = image.display();
     let script = format!(
         "set -e
+         C=$(command -v chroot)
          echo '--- run'
-         env -i chroot {d} /megabin/megabin run --expect-id {id} /megabin /usr/bin/hello one two
+         env -i \"$C\" {d} /megabin/megabin run --expect-id {id} /megabin /usr/bin/hello one two
          echo '--- bare name'
-         env -i chroot {d} /megabin/megabin run /megabin hello
+         env -i \"$C\" {d} /megabin/megabin run /megabin hello
          echo '--- verify'
-         env -i chroot {d} /megabin/megabin verify /megabin --rootfs / --expect-id {id}
+         env -i \"$C\" {d} /megabin/megabin verify /megabin --rootfs / --expect-id {id}
          set +e
          echo '--- exit'
-         env -i chroot {d} /megabin/megabin run /megabin /usr/bin/exitcode 7; echo \"status $?\"
+         env -i \"$C\" {d} /megabin/megabin run /megabin /usr/bin/exitcode 7; echo \"status $?\"
          echo '--- wrong pin'
-         env -i chroot {d} /megabin/megabin run --expect-id sha256:{zeros} /megabin hello
+         env -i \"$C\" {d} /megabin/megabin run --expect-id sha256:{zeros} /megabin hello
          echo \"status $?\"",
         zeros = "0".repeat(64)
     );
@@ -194,15 +195,16 @@ fn the_dockerfile_image_runs_programs_with_nothing_from_outside_it() {
     // The exec intercept: the kernel hands executed wasm files to the runner in the image.
     let script = format!(
         "set -e
+         C=$(command -v chroot)
          mount -t binfmt_misc binfmt_misc {d}/binfmt
-         env -i chroot {d} /megabin/megabin binfmt --install /megabin --register-file /binfmt/register
+         env -i \"$C\" {d} /megabin/megabin binfmt --install /megabin --register-file /binfmt/register
          echo '--- hello'
-         env -i chroot {d} /usr/bin/hello one two
+         env -i \"$C\" {d} /usr/bin/hello one two
          echo '--- symlink'
-         env -i MEGABIN_EXPECT_ID={id} chroot {d} /usr/bin/hi
+         env -i MEGABIN_EXPECT_ID={id} \"$C\" {d} /usr/bin/hi
          set +e
          echo '--- exit'
-         env -i chroot {d} /usr/bin/exitcode 7; echo \"status $?\""
+         env -i \"$C\" {d} /usr/bin/exitcode 7; echo \"status $?\""
     );
     let probe = in_namespace(
         "-Urm",
