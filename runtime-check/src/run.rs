@@ -187,6 +187,7 @@ impl ResourceLimiter for MemoryCap {
 }
 
 /// Compiles the verified megabinary and runs the program with `digest`; returns its exit code.
+#[cfg(feature = "compiler")]
 pub fn run_program(
     engine: &Engine,
     wasm: &[u8],
