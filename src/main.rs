@@ -110,7 +110,7 @@ enum Command {
         /// The build's container_id, pinned out of band.
         #[arg(long, value_name = "sha256:HEX", env = runtime_check::trust::EXPECT_ID_ENV,
               value_parser = runtime_check::trust::parse_pin)]
-        expect_id: Option<String>,
+        expect_id: Option<megabin_format::Digest>,
     },
     /// Compile every megabinary of a build into the private cache ahead of time (CI warm-up).
     #[command(after_help = COMPILE_EXIT_CODES)]
@@ -127,7 +127,7 @@ enum Command {
         #[arg(long, value_name = "sha256:HEX", env = runtime_check::trust::EXPECT_ID_ENV,
               value_parser = runtime_check::trust::parse_pin)]
         /// The build's container_id, pinned out of band.
-        expect_id: Option<String>,
+        expect_id: Option<megabin_format::Digest>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -327,14 +327,14 @@ fn main() -> ExitCode {
             out,
             rootfs,
             expect_id,
-        } => megabin::commands::verify::run(&out, rootfs.as_deref(), expect_id.as_deref()),
+        } => megabin::commands::verify::run(&out, rootfs.as_deref(), expect_id),
         Command::Compile { trust, out } => exit(megabin::commands::compile::run(&out, &trust)),
         Command::Inspect { target, json } => inspect(&target, json),
         Command::List {
             out,
             expect_id,
             json,
-        } => list(&out, expect_id.as_deref(), json),
+        } => list(&out, expect_id, json),
         Command::Binfmt {
             out,
             install,
@@ -436,7 +436,7 @@ fn inspect(target: &std::path::Path, json: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn list(out: &std::path::Path, pin: Option<&str>, json: bool) -> ExitCode {
+fn list(out: &std::path::Path, pin: Option<megabin_format::Digest>, json: bool) -> ExitCode {
     use megabin::commands::list;
     let container = match runtime_check::trust::Container::open(out, pin) {
         Ok(c) => c,

@@ -17,7 +17,7 @@ pub struct TrustArgs {
     /// The build's container_id, pinned out of band (CI log, image label): anything else is
     /// refused (126) before it is loaded, and OUT may then live anywhere.
     #[arg(long, value_name = "sha256:HEX", env = EXPECT_ID_ENV, value_parser = parse_pin)]
-    pub expect_id: Option<String>,
+    pub expect_id: Option<megabin_format::Digest>,
     /// Do not use the private compile and measurement cache.
     #[arg(long)]
     pub no_cache: bool,
@@ -28,7 +28,7 @@ pub struct TrustArgs {
 
 /// Opens OUT under the pin of `t` (or ownership).
 pub fn open_container(out: &Path, t: &TrustArgs) -> Result<Container, Refusal> {
-    Container::open(out, t.expect_id.as_deref())
+    Container::open(out, t.expect_id)
 }
 
 /// The private cache, unless `--no-cache`; a cache that cannot be used is reported once and

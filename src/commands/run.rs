@@ -84,7 +84,7 @@ pub fn run(a: &RunArgs) -> i32 {
         Err(r) => return refuse(r),
     };
     let program = verified.entry_point.trim_end_matches("_start").to_string();
-    match run_module(&engine, &module, &program, &verified.digest, &config) {
+    match run_module(&engine, &module, &program, verified.digest.bytes(), &config) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("megabin: {e}");

@@ -6,7 +6,7 @@
 //! provenance, by rebuilding the rootfs in memory ([`super::provenance`]).
 
 use crate::rootfs;
-use runtime_check::manifest::digest_string;
+use megabin_format::Digest;
 use runtime_check::measure::Measurer;
 use runtime_check::trust::Container;
 use runtime_check::verify::hash_file;
@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 /// Runs the command: prints the problems (or that the build is consistent).
-pub fn run(out: &Path, rootfs: Option<&Path>, pin: Option<&str>) -> ExitCode {
+pub fn run(out: &Path, rootfs: Option<&Path>, pin: Option<megabin_format::Digest>) -> ExitCode {
     let container = match Container::open(out, pin) {
         Ok(c) => c,
         Err(r) => {
@@ -99,12 +99,12 @@ fn check_entries(
     let Some(map) = merger::read_entries_section(wasm) else {
         return vec![format!("{name}: no readable megabin.entries section")];
     };
-    let present: BTreeSet<(String, String, Vec<String>)> = map
+    let present: BTreeSet<(Digest, String, Vec<String>)> = map
         .entries
         .iter()
         .map(|e| {
             let stubbed = e.stubbed_imports.clone();
-            (e.digest.to_string(), e.start_export.clone(), stubbed)
+            (e.digest, e.start_export.clone(), stubbed)
         })
         .collect();
     let mut problems = Vec::new();
@@ -113,11 +113,7 @@ fn check_entries(
         .iter()
         .filter(|(_, b)| b.megabinary == name)
     {
-        let entry = (
-            b.hash.clone(),
-            b.entry_point.clone(),
-            b.stubbed_imports.clone(),
-        );
+        let entry = (b.hash, b.entry_point.clone(), b.stubbed_imports.clone());
         if !present.contains(&entry) {
             let stubs = match b.stubbed_imports.is_empty() {
                 true => String::new(),
@@ -140,9 +136,9 @@ fn check_program_files(manifest: &runtime_check::manifest::Manifest, root: &Path
             Err(e) => problems.push(format!("{path}: cannot be resolved in the rootfs ({e:?})")),
             Ok(t) => match hash_file(&t.host) {
                 Err(e) => problems.push(format!("{path}: cannot be read: {e}")),
-                Ok(d) if digest_string(&d) != b.hash => problems.push(format!(
+                Ok(d) if Digest(d) != b.hash => problems.push(format!(
                     "{path}: hashes to {}, the manifest expects {}",
-                    digest_string(&d),
+                    Digest(d),
                     b.hash
                 )),
                 Ok(_) => {}
