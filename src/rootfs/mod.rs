@@ -152,11 +152,14 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     s
 }
 
-/// Why a path in the rootfs is not part of the megabinary.
+/// Why a path in the rootfs is not part of the megabinary: found by the scan (the file is not
+/// a WASI command) or by the build's check stage (the merger refuses the program, see
+/// [`SkipReason::from`] a [`merger::Unsupported`]). It stays typed until the manifest is written.
 ///
-/// [`Display`](fmt::Display) (and serde serialization) give the manifest strings, e.g.
+/// [`Display`](fmt::Display) (and serde serialization) give the manifest strings: the
+/// [`kind`](SkipReason::kind), then `": "` and the details if there are any, e.g.
 /// `"not-recompiled-native"` or `"invalid-wasm: <message>"`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SkipReason {
     /// An executable that is not WebAssembly (typically a native ELF binary).
     NotRecompiledNative,
@@ -174,19 +177,69 @@ pub enum SkipReason {
     DanglingSymlink,
     /// A symlink that needs more than [`MAX_SYMLINK_HOPS`] hops to resolve (usually a loop).
     SymlinkLoop,
+    /// A program larger than one module may be, or that alone exceeds an engine limit.
+    TooLarge(merger::LimitExceeded),
+    /// A program that imports from host modules other than WASI preview1 (`module::name`,
+    /// in import order), merged only with foreign function imports stubbed.
+    ForeignImports(Vec<String>),
+    /// A program that uses something else the merger does not support (a proposal, a
+    /// memory shape, a bad `_start`, …).
+    UnsupportedFeature(merger::Unsupported),
+}
+
+impl SkipReason {
+    /// The kind of reason: the manifest string's part before `:` (e.g. `"invalid-wasm"`), the
+    /// key of the build summary's counts.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SkipReason::NotRecompiledNative => "not-recompiled-native",
+            SkipReason::Script => "script",
+            SkipReason::WasmComponent => "wasm-component",
+            SkipReason::WasmReactor => "wasm-reactor",
+            SkipReason::InvalidWasm(_) => "invalid-wasm",
+            SkipReason::Unreadable(_) => "unreadable",
+            SkipReason::DanglingSymlink => "dangling-symlink",
+            SkipReason::SymlinkLoop => "symlink-loop",
+            SkipReason::TooLarge(_) => "too-large",
+            SkipReason::ForeignImports(_) => "foreign-imports",
+            SkipReason::UnsupportedFeature(_) => "unsupported-feature",
+        }
+    }
+
+    /// What follows the kind in the manifest string, if anything.
+    fn details(&self) -> Option<String> {
+        match self {
+            SkipReason::InvalidWasm(msg) | SkipReason::Unreadable(msg) => Some(msg.clone()),
+            SkipReason::TooLarge(e) => Some(e.to_string()),
+            SkipReason::ForeignImports(list) => Some(list.join(", ")),
+            SkipReason::UnsupportedFeature(merger::Unsupported::Feature { feature, .. }) => {
+                Some(feature.clone())
+            }
+            SkipReason::UnsupportedFeature(other) => Some(other.to_string()),
+            _ => None,
+        }
+    }
+}
+
+impl From<merger::Unsupported> for SkipReason {
+    /// The reason to skip a program the merger refuses.
+    fn from(u: merger::Unsupported) -> Self {
+        use merger::Unsupported;
+        match u {
+            Unsupported::Component => SkipReason::WasmComponent,
+            Unsupported::NoStart => SkipReason::WasmReactor,
+            Unsupported::Invalid(msg) => SkipReason::InvalidWasm(msg),
+            Unsupported::ForeignImports(list) => SkipReason::ForeignImports(list),
+            other => SkipReason::UnsupportedFeature(other),
+        }
+    }
 }
 
 impl fmt::Display for SkipReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SkipReason::NotRecompiledNative => f.write_str("not-recompiled-native"),
-            SkipReason::Script => f.write_str("script"),
-            SkipReason::WasmComponent => f.write_str("wasm-component"),
-            SkipReason::WasmReactor => f.write_str("wasm-reactor"),
-            SkipReason::InvalidWasm(msg) => write!(f, "invalid-wasm: {msg}"),
-            SkipReason::Unreadable(msg) => write!(f, "unreadable: {msg}"),
-            SkipReason::DanglingSymlink => f.write_str("dangling-symlink"),
-            SkipReason::SymlinkLoop => f.write_str("symlink-loop"),
+        match self.details() {
+            Some(details) => write!(f, "{}: {details}", self.kind()),
+            None => f.write_str(self.kind()),
         }
     }
 }
