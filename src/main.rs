@@ -200,7 +200,8 @@ const RUN_EXIT_CODES: &str = "Exit codes:
   2    usage error (also: --max-memory too small to instantiate the megabinary)
   124  --timeout elapsed
   125  --max-memory refused memory and the program then failed
-  126  refused: the file's hash, the megabinary or the manifest does not match
+  126  refused: the file's hash, the megabinary or the manifest does not match; or (the
+       runner built without the compiler) the build has no AOT artifact it can load
   127  not found: path not in the manifest, skipped (not recompiled), unknown digest or tool
   134  the program trapped: one line names it and the trap (the wasm backtrace with
        --backtrace, or when RUST_BACKTRACE is set)";
@@ -221,13 +222,14 @@ const VERIFY_EXIT_CODES: &str = "Exit codes:
 const COMPILE_EXIT_CODES: &str = "Exit codes:
   0    every megabinary is compiled and cached (or has a usable AOT artifact)
   1    the cache cannot be used or written
+  2    usage error (also: this megabin is the runner, built without the compiler)
   126  refused: the pin does not match, OUT is not trusted, a file does not match
   127  the build output does not exist";
 
 const BUILD_EXIT_CODES: &str = "Exit codes:
   0  success
   1  internal or I/O error while building
-  2  usage error
+  2  usage error (also: this megabin is the runner, built without the compiler)
   3  the rootfs does not exist, is not a directory, or cannot be read
   4  configuration error (megabin.toml, agent tool that is not a merged program)
   5  the output directory is unusable (not writable, a file, inside the rootfs)

@@ -11,6 +11,7 @@ use crate::plan::{Layout, Plan, WasiImports};
 use crate::reindex::Reindex;
 use crate::segments::ActiveData;
 use crate::{DebugOptions, Program};
+use megabin_format::names;
 use router_gen::bridge;
 use router_gen::dispatch::Router;
 use router_gen::wasi;
@@ -282,14 +283,15 @@ impl Sections {
             entries: Vec::new(),
         };
         for (i, (name, _)) in plan.imports.iter().enumerate() {
-            s.function_names.func(i as u32, format!("wasi::{name}"));
+            s.function_names.func(i as u32, names::wasi_import(name));
         }
         s.functions.function(plan.generated.alloc_type);
         s.generated
             .push(bridge::alloc_function(&plan.env).into_raw_body());
         let alloc = plan.env.alloc_func;
-        s.function_names.func(alloc, "megabin::bridge_alloc".into());
-        s.exports.export("memory", ExportKind::Memory, 0);
+        s.function_names.func(alloc, names::BRIDGE_ALLOC.into());
+        s.exports
+            .export(names::BRIDGE_MEMORY_EXPORT, ExportKind::Memory, 0);
         for (j, (f, ty)) in plan.generated.dispatch.iter().enumerate() {
             let idx = alloc + 1 + j as u32;
             s.functions.function(*ty);
@@ -301,10 +303,10 @@ impl Sections {
         }
         let bridge_pages = (plan.router.scratch_base() as u64).div_ceil(65536).max(1);
         s.memories.memory(memory_type(bridge_pages, Some(65536)));
-        s.memory_names.append(0, "megabin::bridge");
+        s.memory_names.append(0, names::BRIDGE_MEMORY);
         let cursor = ConstExpr::i32_const(plan.router.scratch_base() as i32);
         s.globals.global(flag_type(), &cursor);
-        s.global_names.append(0, "megabin::cursor");
+        s.global_names.append(0, names::CURSOR_GLOBAL);
         s
     }
 
@@ -320,7 +322,7 @@ impl Sections {
         for (j, t) in l.trampolines.iter().enumerate() {
             self.functions.function(imports.ty(t.name));
             self.function_names
-                .func(l.func_base + j as u32, format!("{name}::wasi::{}", t.name));
+                .func(l.func_base + j as u32, names::trampoline(name, t.name));
         }
         let mut stub = l.stub_base;
         for i in &input.imports {
@@ -336,7 +338,7 @@ impl Sections {
         }
         self.functions.function(start);
         self.function_names
-            .func(l.start_func, format!("{name}::start"));
+            .func(l.start_func, names::start_function(name));
     }
 
     /// The names the input gives its own functions (its name section), and its memory's name.
@@ -373,7 +375,7 @@ impl Sections {
         let r = &mut l.reindex;
         self.memories.memory(memory_type(0, input.memory.maximum));
         self.memory_names
-            .append(l.memory, &format!("{name}::memory"));
+            .append(l.memory, &names::memory_name(name));
         for t in &input.tables {
             r.parse_table(&mut self.tables, t.clone())
                 .map_err(internal)?;
@@ -405,14 +407,15 @@ impl Sections {
         debug: &DebugOptions,
     ) {
         self.exports
-            .export(&format!("{name}_start"), ExportKind::Func, l.start_func);
+            .export(&names::start_export(name), ExportKind::Func, l.start_func);
         self.exports
-            .export(&format!("{name}.memory"), ExportKind::Memory, l.memory);
+            .export(&names::memory_export(name), ExportKind::Memory, l.memory);
         if debug.export_functions {
             for e in &input.exports {
-                if e.kind == wasmparser::ExternalKind::Func && e.name != "memory" {
+                if e.kind == wasmparser::ExternalKind::Func && e.name != names::BRIDGE_MEMORY_EXPORT
+                {
                     self.exports.export(
-                        &format!("{name}.{}", e.name),
+                        &names::function_export(name, e.name),
                         ExportKind::Func,
                         l.reindex.funcs[e.index as usize],
                     );
@@ -435,9 +438,9 @@ fn entry_map(input: &Input<'_>, l: &Layout<'_>, p: &Program<'_>, digest: [u8; 32
     let code_bytes: usize = input.code.iter().map(|b| b.range().len()).sum();
     EntryMap {
         name: p.name.clone(),
-        digest,
+        digest: megabin_format::Digest(digest),
         aliases: p.aliases.clone(),
-        start_export: format!("{}_start", p.name),
+        start_export: names::start_export(&p.name),
         memory: l.memory,
         functions: l.func_base..l.start_func + 1,
         trampolines: l.func_base..l.stub_base,
@@ -640,7 +643,7 @@ fn write_data_section(wasm: &mut Vec<u8>, size: usize, plan: &Plan<'_>, count: u
 /// Names that look like megabin's own (`megabin::…`, `wasi::…`) are prefixed, so they cannot
 /// be taken for generated code.
 fn input_function_name(entry: &str, name: &str) -> String {
-    if name.starts_with("megabin::") || name.starts_with("wasi::") {
+    if name.starts_with(names::INTERNAL_PREFIX) || name.starts_with(names::WASI_IMPORT_PREFIX) {
         format!("{entry}::{name}")
     } else {
         name.to_string()

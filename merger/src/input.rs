@@ -1,6 +1,7 @@
 //! Parsing and checking one input program.
 
 use crate::error::Unsupported;
+use megabin_format::names;
 use router_gen::wasi::{self, WasiFunc};
 use wasmparser::{
     CompositeInnerType, Data, Element, Export, ExternalKind, FuncType, FunctionBody, Global,
@@ -268,7 +269,7 @@ impl<'a> Input<'a> {
         let start = self
             .exports
             .iter()
-            .find(|e| e.name == "_start")
+            .find(|e| e.name == names::START_EXPORT)
             .ok_or(Unsupported::NoStart)?;
         if start.kind != ExternalKind::Func {
             return Err(Unsupported::BadStart);

@@ -7,6 +7,7 @@
 //! name section) may call imports or touch the bridge memory 0; code shared between programs
 //! (the bridge allocator, the message helper) touches only the bridge.
 
+use megabin_format::names;
 use std::collections::{BTreeMap, BTreeSet};
 use wasm_encoder::reencode::{Error, Reencode};
 use wasmparser::{ElementItems, ExternalKind, Name, Parser, Payload};
@@ -228,8 +229,8 @@ impl Scan {
             let entry_name = |n: &&str| {
                 !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
             };
-            if let Some(name) = export.strip_suffix("_start").filter(entry_name) {
-                match self.mem_exports.get(&format!("{name}.memory")) {
+            if let Some(name) = names::entry_of_start_export(export).filter(entry_name) {
+                match self.mem_exports.get(&names::memory_export(name)) {
                     Some(&mem) => {
                         entries.insert(name.to_string(), (func, mem));
                     }
@@ -280,7 +281,7 @@ impl Scan {
         let helper = |f: &u32| {
             self.names
                 .get(f)
-                .is_some_and(|n| n.starts_with("megabin::"))
+                .is_some_and(|n| n.starts_with(names::INTERNAL_PREFIX))
         };
         count
             .into_iter()
@@ -370,8 +371,7 @@ impl Scan {
             .collect();
         // A trampoline is named `<entry>::wasi::<fn>` AND calls the import `<fn>`; a
         // program function merely named like one is treated as program code.
-        let trampoline_of = fname
-            .strip_prefix(&format!("{name}::wasi::"))
+        let trampoline_of = names::trampoline_of(name, fname)
             .filter(|f| {
                 calls_import
                     .iter()

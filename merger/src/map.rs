@@ -1,11 +1,11 @@
 //! The merge map: where each program went, returned with the module and embedded in it as
 //! JSON in the [`ENTRIES_SECTION`] custom section (see docs/format.md).
 
+use megabin_format::Digest;
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
 
-/// Format tag written into the entries section and the manifest.
-pub const FORMAT: &str = "megabin/1";
+pub use megabin_format::FORMAT;
 
 /// Name of the custom section that describes the entries (JSON, see docs/format.md).
 pub const ENTRIES_SECTION: &str = "megabin.entries";
@@ -25,8 +25,7 @@ pub struct EntryMap {
     /// Entry name.
     pub name: String,
     /// sha256 of the program bytes.
-    #[serde(with = "hex_digest")]
-    pub digest: [u8; 32],
+    pub digest: Digest,
     /// `argv[0]` names that select it.
     pub aliases: Vec<String>,
     /// Export that starts it: `<name>_start`.
@@ -55,30 +54,6 @@ pub struct EntryMap {
     /// ([`crate::MergeOptions::stub_foreign_imports`]); they follow its trampolines in `functions`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stubbed_imports: Vec<String>,
-}
-
-mod hex_digest {
-    use serde::{de::Error, Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
-        let hex: String = d.iter().map(|b| format!("{b:02x}")).collect();
-        s.serialize_str(&format!("sha256:{hex}"))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
-        let s = String::deserialize(d)?;
-        let hex = s
-            .strip_prefix("sha256:")
-            .ok_or_else(|| D::Error::custom("digest must start with sha256:"))?;
-        let mut out = [0u8; 32];
-        if hex.len() != 64 {
-            return Err(D::Error::custom("digest must have 64 hex digits"));
-        }
-        for (i, o) in out.iter_mut().enumerate() {
-            *o = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(D::Error::custom)?;
-        }
-        Ok(out)
-    }
 }
 
 /// Reads the merge map embedded in a megabinary, if any.

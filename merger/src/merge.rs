@@ -11,8 +11,7 @@ use crate::parallel::parallel_map;
 use crate::plan::Plan;
 use crate::{DebugOptions, MergeOptions, Merged, Program};
 
-/// Entry names that would be ambiguous in export or function names.
-pub const RESERVED_NAMES: &[&str] = &["memory", "megabin_dispatch", "megabin", "wasi"];
+pub use megabin_format::names::RESERVED_NAMES;
 
 pub(crate) fn merge(
     programs: &[Program<'_>],

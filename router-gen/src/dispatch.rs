@@ -19,7 +19,7 @@ pub use crate::layout::{RouteEntry, RouteError, HIDDEN_ENV_PREFIX};
 pub use crate::names::ENTRY_ENV;
 
 /// Exit code of `_start` when no program matches (as shells use for "not found").
-pub const EXIT_NOT_FOUND: i32 = 127;
+pub use megabin_format::exit::NOT_FOUND as EXIT_NOT_FOUND;
 
 /// Function indices of the WASI imports the dispatcher calls.
 #[derive(Clone, Copy, Debug)]

@@ -16,7 +16,7 @@ pub mod bridge;
 mod code;
 pub mod dispatch;
 mod layout;
-pub mod names;
+pub use megabin_format::names;
 pub mod stub;
 pub mod wasi;
 

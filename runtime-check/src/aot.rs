@@ -2,8 +2,11 @@
 //! runner's own engine configuration, recorded in the manifest with its sha256 and the engine
 //! id. Loading them is [`crate::load`]'s job.
 
+#[cfg(feature = "compiler")]
 use sha2::{Digest, Sha256};
+#[cfg(feature = "compiler")]
 use std::hash::{Hash, Hasher};
+#[cfg(feature = "compiler")]
 use wasmtime::Engine;
 
 /// Artifact file name of a megabinary: `container.wasm` → `container.cwasm`.
@@ -15,8 +18,10 @@ pub fn artifact_name(megabinary: &str) -> String {
 }
 
 /// Feeds `Hash` data into sha256 (stable for one build of the runner on one machine).
+#[cfg(feature = "compiler")]
 struct ShaHasher(Sha256);
 
+#[cfg(feature = "compiler")]
 impl Hasher for ShaHasher {
     fn write(&mut self, bytes: &[u8]) {
         self.0.update(bytes);
@@ -27,7 +32,11 @@ impl Hasher for ShaHasher {
 }
 
 /// Identifies the engine artifacts are compiled for: Wasmtime's own compatibility hash (its
-/// version, the configuration and the target).
+/// version, the configuration and the target). Only with the `compiler` feature: Wasmtime
+/// computes that hash only with a compiler; a runner without one relies on Wasmtime's own
+/// compatibility check when it deserializes an artifact (version, target and CPU features,
+/// configuration, wasm features).
+#[cfg(feature = "compiler")]
 pub fn engine_id(engine: &Engine) -> String {
     let mut h = ShaHasher(Sha256::new());
     engine.precompile_compatibility_hash().hash(&mut h);
@@ -37,6 +46,7 @@ pub fn engine_id(engine: &Engine) -> String {
 }
 
 /// Precompiles a megabinary for `engine`.
+#[cfg(feature = "compiler")]
 pub fn precompile(engine: &Engine, wasm: &[u8]) -> wasmtime::Result<Vec<u8>> {
     engine.precompile_module(wasm)
 }

@@ -13,7 +13,8 @@ pub const POOLED_INSTANCES: u32 = 2;
 
 /// The engine configuration: multi-memory on (every program has its own memory), the
 /// proposals the merger accepts, epoch interruption (for `--timeout`; stores without a
-/// limit set their deadline to `u64::MAX`) and parallel Cranelift compilation. Everything
+/// limit set their deadline to `u64::MAX`) and parallel Cranelift compilation (with the
+/// `compiler` feature). Everything
 /// here that changes generated code is covered by the AOT engine id; the allocation strategy
 /// ([`pooled_config`]) is not, so artifacts work with both.
 pub fn engine_config() -> Config {
@@ -23,8 +24,9 @@ pub fn engine_config() -> Config {
         .wasm_reference_types(true)
         .wasm_simd(true)
         .wasm_tail_call(true)
-        .epoch_interruption(true)
-        .parallel_compilation(true);
+        .epoch_interruption(true);
+    #[cfg(feature = "compiler")]
+    c.parallel_compilation(true);
     c
 }
 

@@ -60,6 +60,7 @@ impl Runner {
     }
 
     /// Compiles a module.
+    #[cfg(feature = "compiler")]
     pub fn compile(&self, wasm: &[u8]) -> wasmtime::Result<Module> {
         Module::new(&self.engine, wasm)
     }

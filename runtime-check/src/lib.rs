@@ -1,8 +1,11 @@
 //! megabin's verifier and runner on stock Wasmtime with the stock `wasmtime-wasi` preview1
 //! host: no custom WASI glue, the megabinary's own bridge does the memory routing.
+#![warn(missing_docs)]
 
 pub mod aot;
 pub mod cache;
+/// Fixture programs and their expected behaviour, for tests of the whole workspace.
+#[cfg(feature = "test-support")]
 pub mod cases;
 mod engine;
 mod exec;

@@ -6,18 +6,30 @@
 //! 2. the compile cache: a private entry keyed by the megabinary's digest and the engine id;
 //! 3. compiling the verified `container.wasm` once, and keeping the result in the cache.
 //!
+//! Without the `compiler` feature (the runner for scratch images) only the first source
+//! exists: a build without a loadable artifact is refused ([`EXIT_NO_ARTIFACT`]).
+//!
 //! A precompiled artifact is native code: it is only ever deserialized from bytes verified
 //! against a trusted digest (the pinned or privately owned manifest, or the private cache's
 //! own record of what it wrote).
 
-use crate::aot::{artifact_name, engine_id};
+use crate::aot::artifact_name;
+#[cfg(feature = "compiler")]
+use crate::aot::engine_id;
 use crate::cache::Cache;
 use crate::measure::Measurer;
 use crate::trust::{Container, FileError, VerifiedFile};
-use crate::verify::{refused, Refusal};
+#[cfg(feature = "compiler")]
+use crate::verify::refused;
+use crate::verify::Refusal;
+#[cfg(feature = "compiler")]
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use wasmtime::{Engine, Module};
+
+/// Exit code of a runner without the compiler asked to run a build it has no loadable AOT
+/// artifact for (the `refused` code: the build cannot be executed by this binary).
+pub const EXIT_NO_ARTIFACT: i32 = crate::verify::EXIT_REFUSED;
 
 /// Where the loaded code came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,6 +70,7 @@ pub struct LoadOptions<'a> {
 }
 
 /// The record beside a compile-cache entry: what the entry must hash to.
+#[cfg(feature = "compiler")]
 #[derive(Debug, Serialize, Deserialize)]
 struct CacheRecord {
     /// `sha256:<hex>` of the `.cwasm` entry.
@@ -69,6 +82,7 @@ struct CacheRecord {
 }
 
 /// The cache key of a megabinary for an engine: file-name safe.
+#[cfg(feature = "compiler")]
 pub fn cache_key(megabinary_digest: &str, engine: &Engine) -> String {
     let hex = megabinary_digest.trim_start_matches("sha256:");
     let engine = engine_id(engine);
@@ -87,6 +101,40 @@ pub fn load_module(
         Ok(module) => return Ok((module, Loaded::Artifact)),
         Err(why) => why,
     };
+    compile_or_cached(engine, container, megabinary, opts, on, artifact)
+}
+
+/// A runner without the compiler: there is no artifact it can load, so it refuses.
+#[cfg(not(feature = "compiler"))]
+fn compile_or_cached(
+    _engine: &Engine,
+    _container: &Container,
+    megabinary: &str,
+    _opts: &LoadOptions,
+    _on: &mut dyn FnMut(LoadEvent),
+    artifact: Option<String>,
+) -> Result<(Module, Loaded), Refusal> {
+    let why = artifact.unwrap_or_else(|| "the build has no AOT artifacts".to_string());
+    Err(Refusal {
+        exit_code: EXIT_NO_ARTIFACT,
+        message: format!(
+            "this megabin is the runner without the Cranelift compiler: it runs only a \
+             build's verified AOT artifact, compiled by the same megabin version for this \
+             CPU (`megabin build --aot` with the full megabin); {megabinary}: {why}"
+        ),
+    })
+}
+
+/// Sources 2 and 3: the compile cache, or compiling now.
+#[cfg(feature = "compiler")]
+fn compile_or_cached(
+    engine: &Engine,
+    container: &Container,
+    megabinary: &str,
+    opts: &LoadOptions,
+    on: &mut dyn FnMut(LoadEvent),
+    artifact: Option<String>,
+) -> Result<(Module, Loaded), Refusal> {
     let manifest = container.manifest();
     let digest = manifest.megabinaries.get(megabinary).ok_or_else(|| {
         refused(format!(
@@ -155,12 +203,17 @@ fn load_artifact(
             "the manifest lists no AOT artifact for {megabinary}"
         ))));
     };
-    let ours = engine_id(engine);
-    if aot.engine != ours {
-        return Ok(Err(Some(format!(
-            "{name} was compiled for engine {}, this runner is {ours}",
-            aot.engine
-        ))));
+    // A runner without the compiler cannot name its engine (see `aot::engine_id`):
+    // Wasmtime's own compatibility check when deserializing decides.
+    #[cfg(feature = "compiler")]
+    {
+        let ours = engine_id(engine);
+        if aot.engine != ours {
+            return Ok(Err(Some(format!(
+                "{name} was compiled for engine {}, this runner is {ours}",
+                aot.engine
+            ))));
+        }
     }
     let verified = match container.verified_file(&name, expected, measurer) {
         Ok(v) => v,
@@ -182,16 +235,19 @@ fn load_artifact(
     }
 }
 
+#[cfg(feature = "compiler")]
 fn record_name(key: &str) -> String {
     format!("{key}.json")
 }
 
+#[cfg(feature = "compiler")]
 fn entry_name(key: &str) -> String {
     format!("{key}.cwasm")
 }
 
 /// A valid cache entry, `Ok(None)` when there is none; `Err` (and the entry removed) when it is
 /// truncated, modified or unreadable.
+#[cfg(feature = "compiler")]
 fn load_cached(
     engine: &Engine,
     cache: &Cache,
@@ -232,6 +288,7 @@ fn load_cached(
     }
 }
 
+#[cfg(feature = "compiler")]
 fn store_cached(
     cache: &Cache,
     key: &str,

@@ -2,12 +2,12 @@
 //!
 //! Schema: `docs/manifest.md` and `docs/manifest.schema.json`.
 
+use megabin_format::Digest;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
 /// The manifest format tag.
-pub const FORMAT: &str = "megabin/1";
+pub use megabin_format::FORMAT;
 
 /// The manifest of one build.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -106,7 +106,7 @@ impl AgentTool {
 #[serde(untagged)]
 enum AgentToolForm {
     /// Earlier releases: the digest only.
-    Digest(String),
+    Bare(String),
     /// The object form.
     Object(AgentToolObject),
 }
@@ -130,7 +130,7 @@ struct AgentToolObject {
 impl From<AgentToolForm> for AgentTool {
     fn from(f: AgentToolForm) -> Self {
         match f {
-            AgentToolForm::Digest(digest) => AgentTool {
+            AgentToolForm::Bare(digest) => AgentTool {
                 digest,
                 path: None,
                 description: None,
@@ -182,28 +182,19 @@ pub struct Binary {
     pub stubbed_imports: Vec<String>,
 }
 
-/// `sha256:<hex>` of `bytes`.
+/// `sha256:<hex>` of a digest's bytes.
 pub fn digest_string(digest: &[u8; 32]) -> String {
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
+    Digest(*digest).to_string()
 }
 
 /// Parses `sha256:<64 hex>` (hex digits in either case) into bytes.
 pub fn parse_digest(s: &str) -> Option<[u8; 32]> {
-    let hex = s.strip_prefix("sha256:")?;
-    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(out)
+    s.parse::<Digest>().ok().map(|d| d.0)
 }
 
 /// sha256 of `bytes` as `sha256:<hex>`.
 pub fn sha256_string(bytes: &[u8]) -> String {
-    digest_string(&Sha256::digest(bytes).into())
+    Digest::of(bytes).to_string()
 }
 
 /// The container id: sha256 of the compact JSON array

@@ -4,18 +4,19 @@
 //! verified digest, resource limits, and how the run ended ([`RunError`]).
 
 use crate::host::InvalidExit;
+use megabin_format::names;
 use std::path::PathBuf;
 use std::time::Duration;
 use wasmtime::{Engine, Linker, Module, ResourceLimiter, Store, WasmBacktrace};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
-/// Exit code when `--timeout` stops the program (as `timeout(1)`).
-pub const EXIT_TIMEOUT: i32 = 124;
 /// Exit code when the program failed after `--max-memory` refused it memory.
-pub const EXIT_MEMORY: i32 = 125;
+pub use megabin_format::exit::MEMORY as EXIT_MEMORY;
+/// Exit code when `--timeout` stops the program (as `timeout(1)`).
+pub use megabin_format::exit::TIMEOUT as EXIT_TIMEOUT;
 /// Exit code when the program trapped (as SIGABRT in shells).
-pub const EXIT_TRAP: i32 = 134;
+pub use megabin_format::exit::TRAP as EXIT_TRAP;
 /// Bridge address where the host places the 32-byte digest for `megabin_dispatch`
 /// (bytes 0..64 of the bridge memory are reserved and never used by the megabinary).
 pub const DIGEST_ADDR: usize = 0;
@@ -35,12 +36,12 @@ pub struct RunConfig {
     pub timeout: Option<Duration>,
 }
 
-/// Exit code when `--max-memory` is too small to even instantiate the megabinary: a usage
-/// error, like a malformed option.
-pub const EXIT_USAGE: i32 = 2;
 /// Exit code when the program called `proc_exit` with a status above 255 (as the stock
 /// `wasmtime` CLI exits for a status it refuses).
-pub const EXIT_INVALID_STATUS: i32 = 1;
+pub use megabin_format::exit::FAILURE as EXIT_INVALID_STATUS;
+/// Exit code when `--max-memory` is too small to even instantiate the megabinary: a usage
+/// error, like a malformed option.
+pub use megabin_format::exit::USAGE as EXIT_USAGE;
 
 /// How a run ended badly (the program's own exit codes are returned as `Ok`). `Display` is
 /// one line; a trap's wasm backtrace is kept apart ([`RunError::backtrace`]).
@@ -186,6 +187,7 @@ impl ResourceLimiter for MemoryCap {
 }
 
 /// Compiles the verified megabinary and runs the program with `digest`; returns its exit code.
+#[cfg(feature = "compiler")]
 pub fn run_program(
     engine: &Engine,
     wasm: &[u8],
@@ -247,13 +249,13 @@ pub fn run_module(
         }
     };
     let memory = instance
-        .get_memory(&mut store, "memory")
+        .get_memory(&mut store, names::BRIDGE_MEMORY_EXPORT)
         .ok_or_else(|| RunError::Dispatch("no bridge memory export".into()))?;
     memory
         .write(&mut store, DIGEST_ADDR, digest)
         .map_err(|e| RunError::Dispatch(e.to_string()))?;
     let dispatch = instance
-        .get_typed_func::<i32, i32>(&mut store, "megabin_dispatch")
+        .get_typed_func::<i32, i32>(&mut store, names::DISPATCH_EXPORT)
         .map_err(|e| RunError::Dispatch(e.to_string()))?;
     let result = dispatch.call(&mut store, DIGEST_ADDR as i32);
     drop(timer);

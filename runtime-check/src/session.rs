@@ -10,6 +10,7 @@
 use crate::host::InvalidExit;
 use crate::run::{describe_trap, wasi_linker, Host, MemoryCap, DIGEST_ADDR};
 use bytes::Bytes;
+use megabin_format::names;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -243,13 +244,13 @@ fn run_in_store(
         Ok(i) => i,
         Err(e) => return Ending::Failed(format!("cannot instantiate: {e:?}")),
     };
-    let Some(memory) = instance.get_memory(&mut store, "memory") else {
+    let Some(memory) = instance.get_memory(&mut store, names::BRIDGE_MEMORY_EXPORT) else {
         return Ending::Failed("no bridge memory export".into());
     };
     if let Err(e) = memory.write(&mut store, DIGEST_ADDR, digest) {
         return Ending::Failed(e.to_string());
     }
-    let dispatch = match instance.get_typed_func::<i32, i32>(&mut store, "megabin_dispatch") {
+    let dispatch = match instance.get_typed_func::<i32, i32>(&mut store, names::DISPATCH_EXPORT) {
         Ok(f) => f,
         Err(e) => return Ending::Failed(e.to_string()),
     };

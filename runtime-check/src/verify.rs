@@ -8,10 +8,10 @@ use crate::open::{open_regular, OpenError};
 use crate::trust::Container;
 use std::path::{Path, PathBuf};
 
-/// Exit code: found but refused (hash mismatch, tampered megabinary or manifest).
-pub const EXIT_REFUSED: i32 = 126;
 /// Exit code: not found (unlisted path, skipped program, unknown digest or tool).
-pub const EXIT_NOT_FOUND: i32 = 127;
+pub use megabin_format::exit::NOT_FOUND as EXIT_NOT_FOUND;
+/// Exit code: found but refused (hash mismatch, tampered megabinary or manifest).
+pub use megabin_format::exit::REFUSED as EXIT_REFUSED;
 
 /// Why a run was refused. No instance is created.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -74,6 +74,12 @@ pub enum BuildError {
     /// Precompiling a megabinary failed.
     #[error("precompiling (--aot): {0}")]
     Aot(String),
+    /// This megabin is the runner, built without the `compiler` feature.
+    #[error(
+        "this megabin is the runner without the Cranelift compiler (built without the \
+         `compiler` feature): it only runs builds; build them with the full megabin"
+    )]
+    NoCompiler,
     /// The merger failed (a bug, since programs are checked first).
     #[error("merging {shard}: {source}")]
     Merge {
@@ -88,6 +94,7 @@ impl BuildError {
     pub fn exit_code(&self) -> i32 {
         match self {
             BuildError::Merge { .. } | BuildError::Aot(_) => 1,
+            BuildError::NoCompiler => 2,
             BuildError::Rootfs(_) => 3,
             BuildError::Config(_) | BuildError::AgentTool { .. } => 4,
             BuildError::Output { .. } => 5,
@@ -164,6 +171,9 @@ pub struct Built {
 
 /// Runs a build. Nothing in `opts.out` changes unless the whole build succeeds.
 pub fn build(opts: &BuildOptions) -> Result<Summary, BuildError> {
+    if !cfg!(feature = "compiler") {
+        return Err(BuildError::NoCompiler);
+    }
     let started = Instant::now();
     check_output_dir(&opts.rootfs, &opts.out)?;
     let progress = crate::progress::Progress::new(opts.progress);
@@ -428,6 +438,7 @@ fn merge(
 
 /// `--aot`: precompiles each megabinary for the runner's engine; returns the engine id and the
 /// artifacts.
+#[cfg(feature = "compiler")]
 fn precompile(
     megabinaries: &Files,
     progress: &crate::progress::Progress,
@@ -441,6 +452,11 @@ fn precompile(
         artifacts.push((runtime_check::aot::artifact_name(file), native));
     }
     Ok((runtime_check::aot::engine_id(&engine), artifacts))
+}
+
+#[cfg(not(feature = "compiler"))]
+fn precompile(_: &Files, _: &crate::progress::Progress) -> Result<(String, Files), BuildError> {
+    Err(BuildError::NoCompiler)
 }
 
 /// Stage 4, manifest: every path's program and megabinary, the digests, the container id, and

@@ -7,6 +7,14 @@ use runtime_check::measure::Measurer;
 
 /// Runs the command; returns the exit code.
 pub fn run(out: &std::path::Path, trust: &TrustArgs) -> i32 {
+    if !cfg!(feature = "compiler") {
+        eprintln!(
+            "megabin: compile: this megabin is the runner without the Cranelift compiler (built \
+             without the `compiler` feature): it cannot compile; it runs only verified AOT \
+             artifacts (`megabin build --aot`)"
+        );
+        return 2;
+    }
     let container = match open_container(out, trust) {
         Ok(c) => c,
         Err(r) => {

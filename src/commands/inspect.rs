@@ -1,6 +1,6 @@
 //! `megabin inspect <OUT_DIR | container.wasm>`: what a megabinary holds.
 
-use runtime_check::manifest::{digest_string, Manifest};
+use runtime_check::manifest::Manifest;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -76,7 +76,7 @@ pub fn inspect_file(path: &Path, manifest: Option<&Manifest>) -> Result<Inspecti
             .entries
             .iter()
             .map(|e| {
-                let digest = digest_string(&e.digest);
+                let digest = e.digest.to_string();
                 EntryInfo {
                     name: e.name.clone(),
                     paths: paths.get(&digest).cloned().unwrap_or_default(),

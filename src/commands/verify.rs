@@ -104,7 +104,7 @@ fn check_entries(
         .iter()
         .map(|e| {
             let stubbed = e.stubbed_imports.clone();
-            (digest_string(&e.digest), e.start_export.clone(), stubbed)
+            (e.digest.to_string(), e.start_export.clone(), stubbed)
         })
         .collect();
     let mut problems = Vec::new();

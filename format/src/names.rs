@@ -25,8 +25,20 @@ pub const BRIDGE_MEMORY: &str = "megabin::bridge";
 pub const CURSOR_GLOBAL: &str = "megabin::cursor";
 /// Prefix of the name-section names of the WASI imports (`wasi::fd_write`).
 pub const WASI_IMPORT_PREFIX: &str = "wasi::";
-/// Prefix of the name-section names of foreign-import stubs ([`crate::stub`]).
+/// Prefix of the name-section names of foreign-import stubs (functions that trap when a
+/// program calls an import no host provides).
 pub const STUB_PREFIX: &str = "megabin::stub::";
+
+/// Names an entry (and so a program's exports) must never take, because the merged module
+/// uses them for itself.
+pub const RESERVED_NAMES: &[&str] = &[
+    "memory",
+    "megabin_dispatch",
+    "megabin",
+    "wasi",
+    "_start",
+    "_initialize",
+];
 
 /// Separator of an entry name and its start suffix.
 const START_SUFFIX: &str = "_start";
