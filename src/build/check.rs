@@ -3,7 +3,7 @@
 
 use super::{BuildError, BuildOptions, Scanned};
 use crate::config::Config;
-use crate::manifest::{digest_string, AgentTool};
+use crate::manifest::AgentTool;
 use crate::rootfs::{self, SkipReason};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -35,8 +35,14 @@ pub(super) struct Checked {
 /// merger refuses, or that alone exceed an engine limit, are skipped with their reason.
 /// Nothing is read from the rootfs again.
 ///
-/// This is where each input is validated: the merge stage validates it again, since
-/// `merger::merge` takes program bytes and its parsed inputs are private to the merger.
+/// Validation: this is where a program is judged (validated and parsed by
+/// [`merger::Footprint::of_with`], the merger's own parser), so a program the merger would
+/// refuse is skipped here with its reason and never fails a merge. `merger::merge` then
+/// parses (and so validates) the same bytes once more: its API takes bytes only, and its
+/// parsed form (`Input<'a>`, borrowing the bytes) is private to the merger, so the parse
+/// cannot be handed over. Passing it would need a merger API that returns an opaque parsed
+/// program for both the footprint and the merge (and keeps every program's parse alive from
+/// this stage to its shard's merge).
 pub(super) fn check(
     opts: &BuildOptions,
     merge_options: &merger::MergeOptions,
@@ -77,6 +83,16 @@ pub(super) fn check(
         skipped,
         warnings,
     })
+}
+
+impl Checked {
+    /// Σ size of the programs to merge.
+    pub fn input_bytes(&self) -> u64 {
+        self.ready
+            .iter()
+            .map(|r| r.content.bytes().len() as u64)
+            .sum()
+    }
 }
 
 /// One program's footprint, or why it is skipped.
@@ -148,7 +164,7 @@ pub(super) fn agent_tools(
         agent_tools.insert(
             tool.clone(),
             AgentTool {
-                digest: digest_string(&r.content.digest()),
+                digest: r.content.digest().to_string(),
                 path: Some(path.clone()),
                 description: spec.description.clone(),
                 timeout_ms: spec.timeout_ms,

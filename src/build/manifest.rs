@@ -6,7 +6,7 @@ use super::merge::Shard;
 use super::{shard_file, BuildOptions, Files};
 use crate::config::Config;
 use crate::manifest::{
-    container_id, digest_string, sha256_string, AgentTool, Aot, Binary, BuildInfo, Manifest, FORMAT,
+    container_id, sha256_string, AgentTool, Aot, Binary, BuildInfo, Manifest, FORMAT,
 };
 use std::collections::BTreeMap;
 
@@ -84,7 +84,7 @@ fn binaries(checked: &Checked, shards: &[Shard]) -> BTreeMap<String, Binary> {
                 binaries.insert(
                     path.clone(),
                     Binary {
-                        hash: digest_string(&entry.digest),
+                        hash: entry.digest.to_string(),
                         entry_point: entry.start_export.clone(),
                         megabinary: shard.file.clone(),
                         size: program.content.bytes().len() as u64,

@@ -26,7 +26,10 @@ pub(super) fn merge(
     let ready = &checked.ready;
     let footprints: Vec<_> = ready.iter().map(|r| r.footprint).collect();
     let mut shards = Vec::new();
-    for (k, members) in plan(&footprints, opts.max_shard_bytes).into_iter().enumerate() {
+    for (k, members) in plan(&footprints, opts.max_shard_bytes)
+        .into_iter()
+        .enumerate()
+    {
         let file = shard_file(k);
         progress.stage(&format!("merging {file} ({} programs)", members.len()));
         let programs: Vec<merger::Program> = members
@@ -53,6 +56,7 @@ pub(super) fn merge(
 
 /// `--aot`: precompiles each megabinary for the runner's engine; returns the engine id and the
 /// artifacts.
+#[cfg(feature = "compiler")]
 pub(super) fn precompile(
     shards: &[Shard],
     progress: &Progress,
@@ -66,4 +70,9 @@ pub(super) fn precompile(
         artifacts.push((runtime_check::aot::artifact_name(file), native));
     }
     Ok((runtime_check::aot::engine_id(&engine), artifacts))
+}
+
+#[cfg(not(feature = "compiler"))]
+pub(super) fn precompile(_: &[Shard], _: &Progress) -> Result<(String, Files), BuildError> {
+    Err(BuildError::NoCompiler)
 }

@@ -1,8 +1,9 @@
 //! The build reads each program once: the bytes merged are the bytes hashed.
 
 use super::*;
-use crate::progress::Progress;
+use crate::manifest::sha256_string;
 use sha2::Digest as _;
+use std::path::Path;
 
 fn program(text: &str) -> Vec<u8> {
     let escaped: String = text.bytes().map(|b| format!("\\{b:02x}")).collect();
@@ -57,7 +58,7 @@ fn a_program_swapped_after_the_scan_is_not_merged() {
     put(&root, "bin/a", &swapped);
     let built = build_scanned(&opts, Config::default(), scanned, &Progress::new(false)).unwrap();
 
-    let want = digest_string(&<[u8; 32]>::from(sha2::Sha256::digest(&original)));
+    let want = sha256_string(&original);
     assert_eq!(built.manifest.binaries["/bin/a"].hash, want);
     assert_eq!(
         built.manifest.binaries["/bin/a"].size,
@@ -87,7 +88,7 @@ fn scanned_programs_carry_the_hashed_bytes() {
     assert_eq!(scanned.scan.programs.len(), 2);
     for p in &scanned.scan.programs {
         let c = p.content.as_ref().expect("kept");
-        assert_eq!(c.digest(), p.digest);
+        assert_eq!(c.digest().0, p.digest);
         assert_eq!(<[u8; 32]>::from(sha2::Sha256::digest(c.bytes())), p.digest);
         assert_eq!(c.bytes(), std::fs::read(&p.host_path).unwrap());
     }

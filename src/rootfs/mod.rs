@@ -23,13 +23,14 @@ mod walk;
 #[cfg(all(test, unix))]
 mod tests;
 
+use megabin_format::Digest;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use names::{entry_names, sanitize_name, RESERVED_NAMES};
+pub use names::{entry_names, sanitize_name};
 pub use resolve::{resolve, ResolveError, Target};
 
 /// Maximum number of symlinks followed while resolving one path (as Linux' `MAXSYMLINKS`).
@@ -99,22 +100,21 @@ pub struct Program {
 /// [`Content`] is always the digest of the bytes merged from it. Cloning shares the bytes.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Content {
-    digest: [u8; 32],
+    digest: Digest,
     bytes: Arc<Vec<u8>>,
 }
 
 impl Content {
     /// Takes `bytes` and hashes them.
     pub fn new(bytes: Vec<u8>) -> Self {
-        use sha2::Digest as _;
         Content {
-            digest: sha2::Sha256::digest(&bytes).into(),
+            digest: Digest::of(&bytes),
             bytes: Arc::new(bytes),
         }
     }
 
     /// SHA-256 of [`Content::bytes`].
-    pub fn digest(&self) -> [u8; 32] {
+    pub fn digest(&self) -> Digest {
         self.digest
     }
 
@@ -126,30 +126,15 @@ impl Content {
 
 impl fmt::Debug for Content {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "Content(sha256:{}, {} bytes)",
-            hex(&self.digest),
-            self.bytes.len()
-        )
+        write!(f, "Content({}, {} bytes)", self.digest, self.bytes.len())
     }
 }
 
 impl Program {
     /// The digest as 64 lowercase hexadecimal digits.
     pub fn digest_hex(&self) -> String {
-        hex(&self.digest)
+        Digest(self.digest).hex()
     }
-}
-
-/// Lowercase hexadecimal encoding of `bytes`.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
 }
 
 /// Why a path in the rootfs is not part of the megabinary: found by the scan (the file is not
