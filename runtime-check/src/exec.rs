@@ -28,14 +28,22 @@ pub enum Status {
     /// `proc_exit(code)`, or 0 when the function returned.
     Exit(i32),
     /// A trap: the trap code (or error text) and the full message with backtrace.
-    Trap { code: String, message: String },
+    Trap {
+        /// The trap code, or the error's text.
+        code: String,
+        /// The full message, with the wasm backtrace.
+        message: String,
+    },
 }
 
 /// Captured result of a run.
 #[derive(Clone, Debug)]
 pub struct Captured {
+    /// Everything the program wrote to stdout.
     pub stdout: Vec<u8>,
+    /// Everything the program wrote to stderr.
     pub stderr: Vec<u8>,
+    /// How it ended.
     pub status: Status,
 }
 

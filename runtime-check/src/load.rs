@@ -51,8 +51,11 @@ pub enum LoadEvent {
     CacheProblem(String),
     /// Compilation starts: the megabinary, its size, where the result will be cached.
     Compiling {
+        /// The megabinary's file name in OUT.
         megabinary: String,
+        /// Its size.
         bytes: u64,
+        /// The cache entry the result goes to (`None`: not cached).
         cache: Option<PathBuf>,
     },
     /// Compilation finished.

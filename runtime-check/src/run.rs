@@ -59,10 +59,16 @@ pub enum RunError {
         size(*limit),
         size(*needed)
     )]
-    MemoryTooSmall { limit: usize, needed: usize },
+    MemoryTooSmall {
+        /// The cap, in bytes.
+        limit: usize,
+        /// What instantiating takes, in bytes.
+        needed: usize,
+    },
     /// The program trapped.
     #[error("program `{program}` trapped: {trap}")]
     Trap {
+        /// The program's name.
         program: String,
         /// What happened, on one line.
         trap: String,
@@ -71,14 +77,21 @@ pub enum RunError {
     },
     /// `--timeout` elapsed.
     #[error("program `{program}` stopped: time limit of {limit:?} exceeded")]
-    Timeout { program: String, limit: Duration },
+    Timeout {
+        /// The program's name.
+        program: String,
+        /// The limit that elapsed.
+        limit: Duration,
+    },
     /// `--max-memory` refused a growth and the program failed.
     #[error(
         "program `{program}` stopped: memory limit of {} exceeded ({outcome})",
         size(*limit)
     )]
     Memory {
+        /// The program's name.
         program: String,
+        /// The cap, in bytes.
         limit: usize,
         /// How the program ended after the refusal.
         outcome: String,
@@ -87,7 +100,12 @@ pub enum RunError {
     },
     /// `proc_exit` with a status no process can have.
     #[error("program `{program}` exited with status {status}, outside 0..=255")]
-    InvalidExit { program: String, status: u32 },
+    InvalidExit {
+        /// The program's name.
+        program: String,
+        /// The status it passed to `proc_exit`.
+        status: u32,
+    },
 }
 
 impl RunError {

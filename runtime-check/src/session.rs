@@ -123,7 +123,12 @@ pub enum Ending {
     /// The call was cancelled.
     Cancelled,
     /// The memory cap refused a growth and the program failed.
-    Memory { limit: usize, message: String },
+    Memory {
+        /// The cap, in bytes.
+        limit: usize,
+        /// How the program ended after the refusal.
+        message: String,
+    },
     /// The instance could not be created or the megabinary refused the digest.
     Failed(String),
 }

@@ -43,7 +43,12 @@ pub(crate) fn not_found(message: String) -> Refusal {
 #[derive(Clone, Debug)]
 pub enum Request {
     /// A path inside the rootfs, with the host file it resolved to (`None`: it does not exist).
-    Path { path: String, host: Option<PathBuf> },
+    Path {
+        /// The path inside the rootfs.
+        path: String,
+        /// The host file it resolved to.
+        host: Option<PathBuf>,
+    },
     /// A digest `sha256:<hex>`.
     Digest(String),
     /// An agent tool name.
