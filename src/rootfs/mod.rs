@@ -308,6 +308,12 @@ struct FileEntry {
     aliases: Vec<String>,
 }
 
+/// What the scan has set aside so far: paths skipped with their reason, and warnings.
+struct SetAside {
+    skipped: BTreeMap<String, SkipReason>,
+    warnings: Vec<String>,
+}
+
 /// Scans the rootfs directory `root`. See the [module documentation](self).
 ///
 /// # Errors
@@ -315,25 +321,57 @@ struct FileEntry {
 /// Fails only if `root` is missing, not a directory, or cannot be listed (or on an internal
 /// error); unreadable files below it are reported in [`Scan::skipped`] instead.
 pub fn scan(root: &Path, opts: &ScanOptions) -> Result<Scan, ScanError> {
-    match std::fs::metadata(root) {
-        Ok(meta) if meta.is_dir() => {}
-        Ok(_) => return Err(ScanError::RootNotADirectory(root.to_path_buf())),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(ScanError::RootNotFound(root.to_path_buf()))
-        }
-        Err(source) => {
-            return Err(ScanError::Io {
-                path: root.to_path_buf(),
-                source,
-            })
-        }
-    }
-
+    // Refuse a rootfs that is missing or not a directory.
+    check_root(root)?;
+    // Walk it in sorted order, without following symlinks.
     let walked = walk::walk(root)?;
-    let mut skipped: BTreeMap<String, SkipReason> = walked.skipped.into_iter().collect();
-    let mut warnings = walked.warnings;
+    let mut aside = SetAside {
+        skipped: walked.skipped.into_iter().collect(),
+        warnings: walked.warnings,
+    };
+    // Group every path (symlinks resolved inside the rootfs) by the host file it leads to.
+    let entries = file_entries(root, walked.files, walked.symlinks, &mut aside);
+    // Classify, read and hash each host file once (in parallel).
+    let jobs: Vec<hash::FileJob> = entries.iter().map(|e| e.job.clone()).collect();
+    let outcomes = hash::process_all(&jobs, opts.jobs)?;
+    // One program per distinct content, with every path that leads to it.
+    let programs = programs(entries, outcomes, &mut aside);
+    let SetAside {
+        skipped,
+        mut warnings,
+    } = aside;
+    warnings.sort();
+    warnings.dedup();
+    Ok(Scan {
+        programs,
+        skipped,
+        warnings,
+    })
+}
 
-    // Group every path by the host file it leads to.
+/// Refuses a rootfs that does not exist or is not a directory.
+fn check_root(root: &Path) -> Result<(), ScanError> {
+    match std::fs::metadata(root) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(ScanError::RootNotADirectory(root.to_path_buf())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Err(ScanError::RootNotFound(root.to_path_buf()))
+        }
+        Err(source) => Err(ScanError::Io {
+            path: root.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Groups the walked files and the files symlinks resolve to by host file (hard links are
+/// one file); symlinks that do not resolve to a file are set aside with their reason.
+fn file_entries(
+    root: &Path,
+    files: Vec<walk::WalkedFile>,
+    symlinks: Vec<String>,
+    aside: &mut SetAside,
+) -> Vec<FileEntry> {
     let mut entries: Vec<FileEntry> = Vec::new();
     let mut by_key: HashMap<FileKey, usize> = HashMap::new();
     let mut entry_for = |key: FileKey, host: PathBuf, meta: &std::fs::Metadata| -> usize {
@@ -350,12 +388,12 @@ pub fn scan(root: &Path, opts: &ScanOptions) -> Result<Scan, ScanError> {
         })
     };
     let mut direct_of: Vec<(usize, String)> = Vec::new();
-    for file in walked.files {
+    for file in files {
         let idx = entry_for(FileKey::of(&file.meta, &file.host), file.host, &file.meta);
         direct_of.push((idx, file.path));
     }
     let mut alias_of: Vec<(usize, String)> = Vec::new();
-    for link in walked.symlinks {
+    for link in symlinks {
         match resolve::resolve(root, &link) {
             Ok(target) if target.meta.is_file() => {
                 let idx = entry_for(
@@ -367,20 +405,7 @@ pub fn scan(root: &Path, opts: &ScanOptions) -> Result<Scan, ScanError> {
             }
             // Symlinks to directories (walked anyway if inside the rootfs) and to special files.
             Ok(_) => {}
-            Err(resolve::ResolveError::Dangling) => {
-                warnings.push(format!("{link}: dangling symlink"));
-                skipped.insert(link, SkipReason::DanglingSymlink);
-            }
-            Err(resolve::ResolveError::Loop) => {
-                warnings.push(format!(
-                    "{link}: symlink loop (more than {MAX_SYMLINK_HOPS} links followed)"
-                ));
-                skipped.insert(link, SkipReason::SymlinkLoop);
-            }
-            Err(resolve::ResolveError::Io(msg)) => {
-                warnings.push(format!("{link}: cannot resolve symlink: {msg}"));
-                skipped.insert(link, SkipReason::Unreadable(msg));
-            }
+            Err(e) => set_aside_link(link, e, aside),
         }
     }
     for (idx, path) in direct_of {
@@ -389,17 +414,45 @@ pub fn scan(root: &Path, opts: &ScanOptions) -> Result<Scan, ScanError> {
     for (idx, path) in alias_of {
         entries[idx].aliases.push(path);
     }
+    entries
+}
 
-    let jobs: Vec<hash::FileJob> = entries.iter().map(|e| e.job.clone()).collect();
-    let outcomes = hash::process_all(&jobs, opts.jobs)?;
+/// A symlink that does not resolve: skipped, with a warning.
+fn set_aside_link(link: String, e: resolve::ResolveError, aside: &mut SetAside) {
+    let (warning, reason) = match e {
+        resolve::ResolveError::Dangling => (
+            format!("{link}: dangling symlink"),
+            SkipReason::DanglingSymlink,
+        ),
+        resolve::ResolveError::Loop => (
+            format!("{link}: symlink loop (more than {MAX_SYMLINK_HOPS} links followed)"),
+            SkipReason::SymlinkLoop,
+        ),
+        resolve::ResolveError::Io(msg) => (
+            format!("{link}: cannot resolve symlink: {msg}"),
+            SkipReason::Unreadable(msg),
+        ),
+    };
+    aside.warnings.push(warning);
+    aside.skipped.insert(link, reason);
+}
 
-    struct Group {
-        paths: BTreeSet<String>,
-        direct: BTreeSet<String>,
-        host: Option<(String, PathBuf)>,
-        size: u64,
-        content: Option<Content>,
-    }
+/// The programs with one content, while they are collected.
+struct Group {
+    paths: BTreeSet<String>,
+    direct: BTreeSet<String>,
+    host: Option<(String, PathBuf)>,
+    size: u64,
+    content: Option<Content>,
+}
+
+/// One [`Program`] per distinct content (sorted by digest) from each host file's outcome;
+/// executables that are not programs are set aside with their reason.
+fn programs(
+    entries: Vec<FileEntry>,
+    outcomes: Vec<hash::FileOutcome>,
+    aside: &mut SetAside,
+) -> Vec<Program> {
     let mut groups: BTreeMap<[u8; 32], Group> = BTreeMap::new();
     for (entry, outcome) in entries.into_iter().zip(outcomes) {
         match outcome {
@@ -408,11 +461,11 @@ pub fn scan(root: &Path, opts: &ScanOptions) -> Result<Scan, ScanError> {
                 if let SkipReason::Unreadable(msg) = &reason {
                     let first = entry.direct.iter().chain(&entry.aliases).min();
                     if let Some(first) = first {
-                        warnings.push(format!("{first}: unreadable: {msg}"));
+                        aside.warnings.push(format!("{first}: unreadable: {msg}"));
                     }
                 }
                 for path in entry.direct.into_iter().chain(entry.aliases) {
-                    skipped.insert(path, reason.clone());
+                    aside.skipped.insert(path, reason.clone());
                 }
             }
             hash::FileOutcome::Program {
@@ -442,8 +495,7 @@ pub fn scan(root: &Path, opts: &ScanOptions) -> Result<Scan, ScanError> {
             }
         }
     }
-
-    let programs = groups
+    groups
         .into_iter()
         .filter_map(|(digest, group)| {
             let (_, host_path) = group.host?;
@@ -461,13 +513,5 @@ pub fn scan(root: &Path, opts: &ScanOptions) -> Result<Scan, ScanError> {
                 content: group.content,
             })
         })
-        .collect();
-
-    warnings.sort();
-    warnings.dedup();
-    Ok(Scan {
-        programs,
-        skipped,
-        warnings,
-    })
+        .collect()
 }
