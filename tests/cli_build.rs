@@ -72,13 +72,11 @@ fn every_entry_runs_by_digest_and_by_argv0_like_standalone() {
         .compile(&std::fs::read(out.join("container.wasm")).unwrap())
         .unwrap();
     for case in load_cases() {
-        let path = format!("/usr/bin/{}", case.program);
+        let (path, case) = case_in_rootfs(&case);
         let digest = m.binaries[&path].hash.clone();
-        let wasm = std::fs::read(sample_rootfs().join(&path[1..])).unwrap();
-        let standalone = runner.compile(&wasm).unwrap();
+        let standalone = standalone(&runner, &sample_rootfs(), &path);
         for by_digest in [true, false] {
             let mut case = case.clone();
-            case.args[0] = path.clone();
             let d = tempfile::tempdir().unwrap();
             let a = runner
                 .run_captured(

@@ -22,22 +22,14 @@ fn every_fixture_case_through_megabin_run_equals_standalone() {
     let (root, out) = built_sample(tmp.path());
     let runner = Runner::new().unwrap();
     for case in load_cases() {
-        let path = format!("/usr/bin/{}", case.program);
-        let mut case = case.clone();
-        case.args[0] = path.clone();
+        let (path, case) = case_in_rootfs(&case);
         let (da, db) = (
             tmp.path().join(format!("{}-a", case.id)),
             tmp.path().join(format!("{}-b", case.id)),
         );
         let inv = case.invocation(&da).unwrap();
         let standalone = runner
-            .run_captured(
-                &runner
-                    .compile(&std::fs::read(root.join(&path[1..])).unwrap())
-                    .unwrap(),
-                "_start",
-                &inv,
-            )
+            .run_captured(&standalone(&runner, &root, &path), "_start", &inv)
             .unwrap();
         let invb = case.invocation(&db).unwrap();
         // With the wasm backtrace, so a trap's output shows the merged names.

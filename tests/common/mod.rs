@@ -214,3 +214,19 @@ pub fn output_within(mut cmd: Command, limit: std::time::Duration) -> Output {
 pub fn mkfifo(path: &Path) {
     rustix::fs::mkfifoat(rustix::fs::CWD, path, rustix::fs::Mode::from(0o644)).unwrap();
 }
+
+/// A fixture case as the sample rootfs holds its program: the program's path there
+/// (`/usr/bin/NAME`), and the case with that path as `argv[0]`.
+pub fn case_in_rootfs(case: &runtime_check::cases::Case) -> (String, runtime_check::cases::Case) {
+    let path = format!("/usr/bin/{}", case.program);
+    let mut case = case.clone();
+    case.args[0] = path.clone();
+    (path, case)
+}
+
+/// The program at the in-rootfs `path` of `root`, compiled on its own: the standalone run a
+/// merged one is compared with.
+pub fn standalone(runner: &runtime_check::Runner, root: &Path, path: &str) -> wasmtime::Module {
+    let wasm = std::fs::read(root.join(path.trim_start_matches('/'))).unwrap();
+    runner.compile(&wasm).unwrap()
+}
