@@ -3,29 +3,15 @@
 mod common;
 
 use common::*;
-use megabin::manifest::{container_id, Manifest};
 use std::path::Path;
 
 fn run(out: &Path, root: &Path, extra: &[&str]) -> std::process::Output {
     // A fresh compile cache per run: what is loaded from where is what these tests check.
     let cache = tempfile::tempdir().unwrap();
-    megabin()
+    run_cmd(out, root, extra, &["/usr/bin/hello", "aot"])
         .env("MEGABIN_CACHE_DIR", cache.path())
-        .arg("run")
-        .arg("--rootfs")
-        .arg(root)
-        .args(extra)
-        .arg(out)
-        .args(["/usr/bin/hello", "aot"])
         .output()
         .unwrap()
-}
-
-fn rewrite(out: &Path, edit: impl FnOnce(&mut Manifest)) {
-    let mut m = manifest(out);
-    edit(&mut m);
-    m.container_id = container_id(&m.megabinaries, &m.binaries, &m.agent_tools, m.aot.as_ref());
-    std::fs::write(out.join("manifest.json"), m.to_json()).unwrap();
 }
 
 #[test]
@@ -72,13 +58,7 @@ fn aot_artifact_is_used_only_when_verified() {
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("container.cwasm does not match the manifest")
     );
-    let v = megabin()
-        .arg("verify")
-        .arg(&out)
-        .arg("--rootfs")
-        .arg(&root)
-        .output()
-        .unwrap();
+    let v = verify_rootfs_cmd(&out, &root).output().unwrap();
     assert_eq!(v.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&v.stderr).contains("container.cwasm does not match"));
     std::fs::write(&cwasm, &good).unwrap();

@@ -72,13 +72,11 @@ fn every_entry_runs_by_digest_and_by_argv0_like_standalone() {
         .compile(&std::fs::read(out.join("container.wasm")).unwrap())
         .unwrap();
     for case in load_cases() {
-        let path = format!("/usr/bin/{}", case.program);
+        let (path, case) = case_in_rootfs(&case);
         let digest = m.binaries[&path].hash.clone();
-        let wasm = std::fs::read(sample_rootfs().join(&path[1..])).unwrap();
-        let standalone = runner.compile(&wasm).unwrap();
+        let standalone = standalone(&runner, &sample_rootfs(), &path);
         for by_digest in [true, false] {
             let mut case = case.clone();
-            case.args[0] = path.clone();
             let d = tempfile::tempdir().unwrap();
             let a = runner
                 .run_captured(
@@ -142,10 +140,7 @@ fn builds_are_deterministic_across_layouts_locations_and_threads() {
 #[test]
 fn a_failed_build_leaves_the_previous_outputs_untouched() {
     let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("rootfs");
-    copy_tree(&sample_rootfs(), &root, false);
-    let out = tmp.path().join("out");
-    assert!(build(&root, &out, &[]).status.success());
+    let (root, out) = build_sample_copy(tmp.path(), &[]);
     let before: Vec<_> = ["container.wasm", "manifest.json"]
         .iter()
         .map(|f| std::fs::read(out.join(f)).unwrap())
@@ -229,44 +224,6 @@ fn unusable_rootfs_and_output_get_documented_exit_codes() {
     assert_eq!(build(&root, &file, &[]).status.code(), Some(5));
     let usage = megabin().arg("build").output().unwrap();
     assert_eq!(usage.status.code(), Some(2));
-}
-
-#[test]
-fn unsupported_programs_are_skipped_with_reasons() {
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("rootfs");
-    write_exec(&root.join("bin/good"), &wat_program("good\n", 0));
-    write_exec(
-        &root.join("bin/foreign"),
-        &wat::parse_str(
-            r#"(module (import "env" "f" (func)) (memory 1) (func (export "_start")))"#,
-        )
-        .unwrap(),
-    );
-    write_exec(
-        &root.join("bin/reactor"),
-        &wat::parse_str(r#"(module (memory 1) (func (export "_initialize")))"#).unwrap(),
-    );
-    write_exec(&root.join("bin/garbage"), b"\0asm\x01\0\0\0\xff\xff");
-    write_exec(&root.join("bin/component"), b"\0asm\x0d\0\x01\0");
-    write_exec(
-        &root.join("bin/shared"),
-        &wat::parse_str(r#"(module (memory 1 1 shared) (func (export "_start")))"#).unwrap(),
-    );
-    let out = tmp.path().join("out");
-    let o = build(&root, &out, &[]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let m = manifest(&out);
-    assert_eq!(m.binaries.keys().collect::<Vec<_>>(), vec!["/bin/good"]);
-    assert!(
-        m.skipped["/bin/foreign"].starts_with("foreign-imports: env::f"),
-        "{:?}",
-        m.skipped
-    );
-    assert_eq!(m.skipped["/bin/reactor"], "wasm-reactor");
-    assert!(m.skipped["/bin/garbage"].starts_with("invalid-wasm: "));
-    assert_eq!(m.skipped["/bin/component"], "wasm-component");
-    assert!(m.skipped["/bin/shared"].starts_with("unsupported-feature: "));
 }
 
 #[test]
@@ -365,12 +322,6 @@ fn programs_sharing_a_basename_are_reachable_by_digest_only() {
         String::from_utf8_lossy(&run(&["/c/cat_2"], &[]).stdout),
         "c\n"
     );
-    let v = megabin()
-        .arg("verify")
-        .arg(&out)
-        .arg("--rootfs")
-        .arg(&root)
-        .output()
-        .unwrap();
+    let v = verify_rootfs_cmd(&out, &root).output().unwrap();
     assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
 }

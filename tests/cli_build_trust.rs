@@ -12,43 +12,10 @@ use std::io::Write;
 use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Runs `cmd`, failing the test if it has not ended within `secs` (it is killed then).
-fn output_within(mut cmd: Command, secs: u64) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while child.try_wait().expect("wait").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("still running after {secs} s: it blocked");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().expect("output")
-}
-
-fn build_cmd(rootfs: &Path, out: &Path, args: &[&str]) -> Command {
-    let mut c = megabin();
-    c.arg("build").arg(rootfs).arg("-o").arg(out).args(args);
-    c
-}
-
-fn mkfifo(path: &Path) {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0, "mkfifo");
-}
+/// How long a build may take on a FIFO before the test calls it blocked.
+const BLOCKED_AFTER: Duration = Duration::from_secs(20);
 
 /// A rootfs with one program, `/bin/tool`.
 fn small_rootfs(dir: &Path) -> std::path::PathBuf {
@@ -144,7 +111,7 @@ fn a_fifo_as_configuration_is_refused_at_once() {
     let root = small_rootfs(tmp.path());
     mkfifo(&root.join("megabin.toml"));
     let out = tmp.path().join("out");
-    let o = output_within(build_cmd(&root, &out, &[]), 20);
+    let o = output_within(build_cmd(&root, &out, &[]), BLOCKED_AFTER);
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
     assert!(stderr(&o).contains("FIFO"), "{}", stderr(&o));
     // --config naming a FIFO (a host path: the user's choice, but still never blocking).
@@ -153,14 +120,14 @@ fn a_fifo_as_configuration_is_refused_at_once() {
     mkfifo(&fifo);
     let o = output_within(
         build_cmd(&root, &out, &["--config", fifo.to_str().unwrap()]),
-        20,
+        BLOCKED_AFTER,
     );
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
     assert!(stderr(&o).contains("FIFO"), "{}", stderr(&o));
     // A symlink to a FIFO inside the rootfs too.
     mkfifo(&root.join("pipe"));
     symlink("/pipe", root.join("megabin.toml")).unwrap();
-    let o = output_within(build_cmd(&root, &out, &[]), 20);
+    let o = output_within(build_cmd(&root, &out, &[]), BLOCKED_AFTER);
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
     assert!(!out.exists());
 }
@@ -282,14 +249,7 @@ fn reseal(out: &Path, m: &mut Manifest) {
 }
 
 fn verify(out: &Path, rootfs: &Path) -> Output {
-    output_within(
-        {
-            let mut c = megabin();
-            c.arg("verify").arg(out).arg("--rootfs").arg(rootfs);
-            c
-        },
-        300,
-    )
+    output_within(verify_rootfs_cmd(out, rootfs), Duration::from_secs(300))
 }
 
 #[test]
@@ -358,10 +318,7 @@ fn verify_rootfs_reports_code_not_built_from_the_rootfs() {
 #[test]
 fn verify_rootfs_lists_programs_a_stale_build_lacks() {
     let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("rootfs");
-    copy_tree(&sample_rootfs(), &root, false);
-    let out = tmp.path().join("out");
-    assert!(build(&root, &out, &[]).status.success());
+    let (root, out) = build_sample_copy(tmp.path(), &[]);
     assert!(verify(&out, &root).status.success());
     // A new WASI program after the build.
     write_exec(&root.join("usr/bin/newer"), &wat_program("newer\n", 0));
@@ -383,13 +340,9 @@ fn verify_rootfs_lists_programs_a_stale_build_lacks() {
 #[test]
 fn the_manifest_records_the_options_a_rebuild_needs() {
     let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("rootfs");
-    copy_tree(&sample_rootfs(), &root, false);
-    let out = tmp.path().join("out");
     // A shard cap of 0 puts every program in a megabinary of its own; verify must rebuild
     // with the same cap (with the default it would get one megabinary).
-    let o = build(&root, &out, &["--max-shard-size", "0"]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let (root, out) = build_sample_copy(tmp.path(), &["--max-shard-size", "0"]);
     let m = manifest(&out);
     let b = m.build.as_ref().expect("build options recorded");
     assert_eq!(b.max_shard_bytes, 0);

@@ -9,10 +9,6 @@ use common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 /// Copies the runner and the shared libraries it needs (when it is not static) into `image`,
 /// so it starts inside a chroot of it.
 fn install_runner(image: &Path) -> PathBuf {
@@ -147,14 +143,7 @@ fn the_registration_names_the_build_and_preserves_argv0() {
 }
 
 fn run(out: &Path, root: &Path, program: &[&str]) -> Output {
-    megabin()
-        .arg("run")
-        .arg("--rootfs")
-        .arg(root)
-        .arg(out)
-        .args(program)
-        .output()
-        .unwrap()
+    run_cmd(out, root, &[], program).output().unwrap()
 }
 
 #[test]

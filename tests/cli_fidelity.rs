@@ -101,15 +101,13 @@ fn clean(mut c: Command) -> Command {
 
 /// `megabin run --rootfs ROOT [opts] OUT /bin/NAME ARGS`.
 fn megabin_run(out: &Path, opts: &[&str], name: &str, args: &[&str]) -> Command {
-    let mut c = clean(megabin());
-    c.arg("run")
-        .arg("--rootfs")
-        .arg(&built().root)
-        .args(opts)
-        .arg(out)
-        .arg(format!("/bin/{name}"))
-        .args(args);
-    c
+    let program = format!("/bin/{name}");
+    clean(run_cmd(
+        out,
+        &built().root,
+        opts,
+        &[&[&program[..]], args].concat(),
+    ))
 }
 
 /// `wasmtime run [opts] --argv0 /bin/NAME fixtures/wasm/NAME.wasm ARGS` (the same argv as
@@ -127,10 +125,6 @@ fn stock_run(wasmtime: &Path, opts: &[&str], name: &str, args: &[&str]) -> Comma
 
 fn output(mut c: Command) -> Output {
     c.stdin(Stdio::null()).output().expect("runs")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 /// What the program itself wrote to stderr under the stock CLI: everything before the CLI's
@@ -370,11 +364,7 @@ fn stubbed_foreign_imports_run_until_called_and_then_trap_naming_the_import() {
     assert_eq!(bin.stubbed_imports, ["env::host_call"]);
     assert!(m.binaries["/bin/exitcode"].stubbed_imports.is_empty());
     assert!(!m.skipped.contains_key("/bin/hostcall"));
-    let v = clean(megabin())
-        .args(["verify"])
-        .arg(&b.stubbed)
-        .arg("--rootfs")
-        .arg(&b.root)
+    let v = clean(verify_rootfs_cmd(&b.stubbed, &b.root))
         .output()
         .unwrap();
     assert!(v.status.success(), "{}", text(&v.stderr));

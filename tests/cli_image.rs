@@ -17,10 +17,6 @@ use common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 /// The binary named by `var`, or `None` (after saying why the test is skipped).
 fn binary_from_env(var: &str, what: &str) -> Option<PathBuf> {
     let Some(path) = std::env::var_os(var).filter(|v| !v.is_empty()) else {

@@ -9,32 +9,11 @@ use runtime_check::cases::{load_cases, snapshot};
 use runtime_check::{Runner, Status};
 use std::path::Path;
 
+/// The sample build from a private copy of the sample rootfs, its compile cache filled.
 fn built_sample(tmp: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let root = tmp.join("rootfs");
-    copy_tree(&sample_rootfs(), &root, false);
-    let out = tmp.join("out");
-    let o = build(&root, &out, &[]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (root, out) = build_sample_copy(tmp, &[]);
     compile(&out);
     (root, out)
-}
-
-fn run_cmd(
-    out: &Path,
-    root: &Path,
-    extra: &[&str],
-    program: &str,
-    args: &[&str],
-) -> std::process::Command {
-    let mut c = megabin();
-    c.arg("run")
-        .arg("--rootfs")
-        .arg(root)
-        .args(extra)
-        .arg(out)
-        .arg(program)
-        .args(args);
-    c
 }
 
 #[test]
@@ -43,22 +22,14 @@ fn every_fixture_case_through_megabin_run_equals_standalone() {
     let (root, out) = built_sample(tmp.path());
     let runner = Runner::new().unwrap();
     for case in load_cases() {
-        let path = format!("/usr/bin/{}", case.program);
-        let mut case = case.clone();
-        case.args[0] = path.clone();
+        let (path, case) = case_in_rootfs(&case);
         let (da, db) = (
             tmp.path().join(format!("{}-a", case.id)),
             tmp.path().join(format!("{}-b", case.id)),
         );
         let inv = case.invocation(&da).unwrap();
         let standalone = runner
-            .run_captured(
-                &runner
-                    .compile(&std::fs::read(root.join(&path[1..])).unwrap())
-                    .unwrap(),
-                "_start",
-                &inv,
-            )
+            .run_captured(&standalone(&runner, &root, &path), "_start", &inv)
             .unwrap();
         let invb = case.invocation(&db).unwrap();
         // With the wasm backtrace, so a trap's output shows the merged names.
@@ -72,8 +43,9 @@ fn every_fixture_case_through_megabin_run_equals_standalone() {
             extra.push(format!("{}::{guest}", host.display()));
         }
         let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-        let args: Vec<&str> = case.args[1..].iter().map(String::as_str).collect();
-        let o = run_with_stdin(run_cmd(&out, &root, &extra, &path, &args), &invb.stdin);
+        // The program's path and its arguments (`case.args[0]` is the path).
+        let program: Vec<&str> = case.args.iter().map(String::as_str).collect();
+        let o = run_with_stdin(run_cmd(&out, &root, &extra, &program), &invb.stdin);
         assert_eq!(o.stdout, standalone.stdout, "{}: stdout", case.id);
         match standalone.status {
             Status::Exit(code) => {
@@ -125,28 +97,28 @@ fn refused(o: &std::process::Output, code: i32, needle: &str) {
 fn tampering_is_refused_before_anything_runs() {
     let tmp = tempfile::tempdir().unwrap();
     let (root, out) = built_sample(tmp.path());
-    let ok = run_cmd(&out, &root, &[], "/usr/bin/hello", &[])
+    let ok = run_cmd(&out, &root, &[], &["/usr/bin/hello"])
         .output()
         .unwrap();
     assert_eq!(ok.status.code(), Some(0));
 
     // unlisted path, skipped native program, unknown digest and tool: 127
     refused(
-        &run_cmd(&out, &root, &[], "/usr/bin/nothere", &[])
+        &run_cmd(&out, &root, &[], &["/usr/bin/nothere"])
             .output()
             .unwrap(),
         127,
         "not listed",
     );
     refused(
-        &run_cmd(&out, &root, &[], "/usr/bin/perl", &[])
+        &run_cmd(&out, &root, &[], &["/usr/bin/perl"])
             .output()
             .unwrap(),
         127,
         "not-recompiled-native",
     );
     refused(
-        &run_cmd(&out, &root, &[], &format!("sha256:{}", "0".repeat(64)), &[])
+        &run_cmd(&out, &root, &[], &[&format!("sha256:{}", "0".repeat(64))])
             .output()
             .unwrap(),
         127,
@@ -169,7 +141,7 @@ fn tampering_is_refused_before_anything_runs() {
     bytes[last] ^= 1;
     std::fs::write(&hello, &bytes).unwrap();
     refused(
-        &run_cmd(&out, &root, &[], "/usr/bin/hello", &[])
+        &run_cmd(&out, &root, &[], &["/usr/bin/hello"])
             .output()
             .unwrap(),
         126,
@@ -177,7 +149,7 @@ fn tampering_is_refused_before_anything_runs() {
     );
     // ... also through a symlink to it
     refused(
-        &run_cmd(&out, &root, &[], "/usr/bin/hi", &[])
+        &run_cmd(&out, &root, &[], &["/usr/bin/hi"])
             .output()
             .unwrap(),
         126,
@@ -186,7 +158,7 @@ fn tampering_is_refused_before_anything_runs() {
     // replaced by a native file
     std::fs::write(&hello, b"\x7fELF\x02\x01\x01").unwrap();
     refused(
-        &run_cmd(&out, &root, &[], "/usr/bin/hello", &[])
+        &run_cmd(&out, &root, &[], &["/usr/bin/hello"])
             .output()
             .unwrap(),
         126,
@@ -198,7 +170,7 @@ fn tampering_is_refused_before_anything_runs() {
     std::fs::remove_file(root.join("usr/bin/hi")).unwrap();
     std::os::unix::fs::symlink("/usr/bin/cat", root.join("usr/bin/hi")).unwrap();
     refused(
-        &run_cmd(&out, &root, &[], "/usr/bin/hi", &[])
+        &run_cmd(&out, &root, &[], &["/usr/bin/hi"])
             .output()
             .unwrap(),
         126,
@@ -213,7 +185,7 @@ fn tampering_is_refused_before_anything_runs() {
     std::fs::write(&container, &bad).unwrap();
     // is refused whenever it would be compiled ...
     refused(
-        &run_cmd(&out, &root, &["--no-cache"], "/usr/bin/hello", &[])
+        &run_cmd(&out, &root, &["--no-cache"], &["/usr/bin/hello"])
             .output()
             .unwrap(),
         126,
@@ -221,7 +193,7 @@ fn tampering_is_refused_before_anything_runs() {
     );
     // ... while a run with a warm compile cache never reads it: the cached code was compiled
     // from the bytes that matched the manifest's digest, which is what runs.
-    let warm = run_cmd(&out, &root, &[], "/usr/bin/hello", &[])
+    let warm = run_cmd(&out, &root, &[], &["/usr/bin/hello"])
         .output()
         .unwrap();
     assert_eq!(warm.status.code(), Some(0));
@@ -234,14 +206,14 @@ fn tampering_is_refused_before_anything_runs() {
     let hello_hash = manifest(&out).binaries["/usr/bin/hello"].hash.to_string();
     std::fs::write(&mpath, text.replace(&hello_hash, &cat_hash)).unwrap();
     refused(
-        &run_cmd(&out, &root, &[], "/usr/bin/cat", &[])
+        &run_cmd(&out, &root, &[], &["/usr/bin/cat"])
             .output()
             .unwrap(),
         126,
         "container_id",
     );
     std::fs::write(&mpath, &text).unwrap();
-    let ok = run_cmd(&out, &root, &[], "/usr/bin/hello", &[])
+    let ok = run_cmd(&out, &root, &[], &["/usr/bin/hello"])
         .output()
         .unwrap();
     assert_eq!(ok.status.code(), Some(0), "restored build runs again");
@@ -251,15 +223,9 @@ fn tampering_is_refused_before_anything_runs() {
 fn limits_stop_runaway_programs() {
     let tmp = tempfile::tempdir().unwrap();
     let (root, out) = built_sample(tmp.path());
-    let o = run_cmd(
-        &out,
-        &root,
-        &["--max-memory", "16M"],
-        "/usr/bin/memgrow",
-        &[],
-    )
-    .output()
-    .unwrap();
+    let o = run_cmd(&out, &root, &["--max-memory", "16M"], &["/usr/bin/memgrow"])
+        .output()
+        .unwrap();
     assert_eq!(
         o.status.code(),
         Some(125),
@@ -271,8 +237,7 @@ fn limits_stop_runaway_programs() {
         &out,
         &root,
         &["--max-memory", "512M"],
-        "/usr/bin/memgrow",
-        &[],
+        &["/usr/bin/memgrow"],
     )
     .output()
     .unwrap();
@@ -286,7 +251,7 @@ fn limits_stop_runaway_programs() {
     let out2 = tmp.path().join("spin-out");
     assert!(build(&r2, &out2, &[]).status.success());
     let started = std::time::Instant::now();
-    let o = run_cmd(&out2, &r2, &["--timeout", "300ms"], "/bin/spin", &[])
+    let o = run_cmd(&out2, &r2, &["--timeout", "300ms"], &["/bin/spin"])
         .output()
         .unwrap();
     assert_eq!(
@@ -303,7 +268,7 @@ fn limits_stop_runaway_programs() {
 fn environment_and_directories_do_not_leak() {
     let tmp = tempfile::tempdir().unwrap();
     let (root, out) = built_sample(tmp.path());
-    let o = run_cmd(&out, &root, &[], "/usr/bin/envargs", &["-x", "--y"])
+    let o = run_cmd(&out, &root, &[], &["/usr/bin/envargs", "-x", "--y"])
         .env("SECRET_HOST_VAR", "1")
         .output()
         .unwrap();
@@ -313,17 +278,11 @@ fn environment_and_directories_do_not_leak() {
         "{stdout}"
     );
     assert!(stdout.contains("envc=0"), "{stdout}");
-    let o = run_cmd(
-        &out,
-        &root,
-        &["--argv0", "renamed"],
-        "/usr/bin/envargs",
-        &[],
-    )
-    .output()
-    .unwrap();
+    let o = run_cmd(&out, &root, &["--argv0", "renamed"], &["/usr/bin/envargs"])
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&o.stdout).contains("argv[0]=renamed"));
-    let o = run_cmd(&out, &root, &[], "/usr/bin/cat", &["/etc/passwd"])
+    let o = run_cmd(&out, &root, &[], &["/usr/bin/cat", "/etc/passwd"])
         .output()
         .unwrap();
     assert_eq!(
@@ -337,15 +296,7 @@ fn environment_and_directories_do_not_leak() {
 fn verify_reports_every_planted_problem() {
     let tmp = tempfile::tempdir().unwrap();
     let (root, out) = built_sample(tmp.path());
-    let v = |out: &Path| {
-        megabin()
-            .arg("verify")
-            .arg(out)
-            .arg("--rootfs")
-            .arg(&root)
-            .output()
-            .unwrap()
-    };
+    let v = |out: &Path| verify_rootfs_cmd(out, &root).output().unwrap();
     let o = v(&out);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     // two problems at once: a modified program and a retargeted symlink

@@ -5,48 +5,25 @@
 mod common;
 
 use common::*;
-use megabin::manifest::{container_id, Manifest};
 use megabin_format::Digest;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::process::Output;
+use std::time::Duration;
 
 /// The sample build, in a private temporary directory: (tmp, rootfs copy, OUT).
 fn sample(args: &[&str]) -> (tempfile::TempDir, PathBuf, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("rootfs");
-    copy_tree(&sample_rootfs(), &root, false);
-    let out = tmp.path().join("out");
-    let o = build(&root, &out, args);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (root, out) = build_sample_copy(tmp.path(), args);
     (tmp, root, out)
 }
 
 /// `megabin run` with its own cache directory `cache`.
 fn run_in(cache: &Path, out: &Path, root: &Path, extra: &[&str], program: &[&str]) -> Output {
-    megabin()
+    run_cmd(out, root, extra, program)
         .env("MEGABIN_CACHE_DIR", cache)
-        .env_remove("MEGABIN_EXPECT_ID")
-        .arg("run")
-        .arg("--rootfs")
-        .arg(root)
-        .args(extra)
-        .arg(out)
-        .args(program)
         .output()
         .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn rewrite(out: &Path, edit: impl FnOnce(&mut Manifest)) {
-    let mut m = manifest(out);
-    edit(&mut m);
-    m.container_id = container_id(&m.megabinaries, &m.binaries, &m.agent_tools, m.aot.as_ref());
-    std::fs::write(out.join("manifest.json"), m.to_json()).unwrap();
 }
 
 fn chmod(p: &Path, mode: u32) {
@@ -140,26 +117,16 @@ fn a_forged_but_self_consistent_build_is_refused_under_a_pin() {
     assert!(o.stdout.is_empty());
     // The real build runs under its pin, and `verify` checks the pin too.
     hello_ok(&run_in(&cache, &out, &root, &pin, &["/usr/bin/hello"]));
-    let v = megabin()
-        .args(["verify", "--expect-id", &real_id])
-        .arg(&evil_out)
+    let v = verify_cmd(&evil_out, &["--expect-id", &real_id])
         .output()
         .unwrap();
     assert_eq!(v.status.code(), Some(126), "{}", text(&v.stderr));
-    let v = megabin()
-        .args(["verify", "--expect-id", &real_id])
-        .arg(&out)
+    let v = verify_cmd(&out, &["--expect-id", &real_id])
         .output()
         .unwrap();
     assert_eq!(v.status.code(), Some(0), "{}", text(&v.stderr));
     // `verify --rootfs` with the real rootfs proves the forgery's code was not built from it.
-    let v = megabin()
-        .arg("verify")
-        .arg(&evil_out)
-        .arg("--rootfs")
-        .arg(&root)
-        .output()
-        .unwrap();
+    let v = verify_rootfs_cmd(&evil_out, &root).output().unwrap();
     assert_eq!(v.status.code(), Some(1), "{}", text(&v.stderr));
     assert!(
         text(&v.stderr).contains("container.wasm is not built from the rootfs"),
@@ -310,26 +277,6 @@ fn a_pinned_build_runs_from_a_shared_directory() {
     assert!(text(&o.stderr).contains("container.cwasm does not match"));
 }
 
-/// Runs `cmd` and fails (instead of hanging the suite) if it does not end in time.
-fn output_within(mut cmd: Command, limit: Duration) -> Output {
-    use std::process::Stdio;
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            panic!("megabin blocked for more than {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
-}
-
 /// (d) A FIFO, a device and a directory at the program path, and a FIFO as OUT's manifest,
 /// are refused at once instead of blocking.
 #[test]
@@ -338,19 +285,14 @@ fn fifos_devices_and_directories_are_refused_without_blocking() {
     let cache = tmp.path().join("cache");
     let hello = root.join("usr/bin/hello");
     let limit = Duration::from_secs(20);
-    let run_cmd = |out: &Path| {
-        let mut c = megabin();
-        c.env("MEGABIN_CACHE_DIR", &cache)
-            .arg("run")
-            .arg("--rootfs")
-            .arg(&root)
-            .arg(out)
-            .arg("/usr/bin/hello");
+    let hello_cmd = |out: &Path| {
+        let mut c = run_cmd(out, &root, &[], &["/usr/bin/hello"]);
+        c.env("MEGABIN_CACHE_DIR", &cache);
         c
     };
     std::fs::remove_file(&hello).unwrap();
     mkfifo(&hello);
-    let o = output_within(run_cmd(&out), limit);
+    let o = output_within(hello_cmd(&out), limit);
     assert_eq!(o.status.code(), Some(126), "{}", text(&o.stderr));
     assert!(text(&o.stderr).contains("a FIFO"), "{}", text(&o.stderr));
     // `verify --rootfs` does not block on it either.
@@ -361,7 +303,7 @@ fn fifos_devices_and_directories_are_refused_without_blocking() {
     std::fs::remove_file(&hello).unwrap();
 
     std::fs::create_dir(&hello).unwrap();
-    let o = output_within(run_cmd(&out), limit);
+    let o = output_within(hello_cmd(&out), limit);
     assert_eq!(o.status.code(), Some(126), "{}", text(&o.stderr));
     assert!(
         text(&o.stderr).contains("a directory"),
@@ -382,7 +324,7 @@ fn fifos_devices_and_directories_are_refused_without_blocking() {
     );
     if made.is_ok() {
         std::os::unix::fs::symlink("/dev/zero", &hello).unwrap();
-        let o = output_within(run_cmd(&out), limit);
+        let o = output_within(hello_cmd(&out), limit);
         assert_eq!(o.status.code(), Some(126), "{}", text(&o.stderr));
         assert!(
             text(&o.stderr).contains("character device"),
@@ -407,23 +349,19 @@ fn fifos_devices_and_directories_are_refused_without_blocking() {
     std::fs::copy(sample_rootfs().join("usr/bin/hello"), &hello).unwrap();
     std::fs::remove_file(out.join("manifest.json")).unwrap();
     mkfifo(&out.join("manifest.json"));
-    let o = output_within(run_cmd(&out), limit);
+    let o = output_within(hello_cmd(&out), limit);
     assert_eq!(o.status.code(), Some(126), "{}", text(&o.stderr));
     assert!(text(&o.stderr).contains("a FIFO"), "{}", text(&o.stderr));
     // A symlink as OUT's manifest is not followed.
     std::fs::remove_file(out.join("manifest.json")).unwrap();
     std::os::unix::fs::symlink("/etc/passwd", out.join("manifest.json")).unwrap();
-    let o = output_within(run_cmd(&out), limit);
+    let o = output_within(hello_cmd(&out), limit);
     assert_eq!(o.status.code(), Some(126), "{}", text(&o.stderr));
     assert!(
         text(&o.stderr).contains("symbolic link"),
         "{}",
         text(&o.stderr)
     );
-}
-
-fn mkfifo(p: &Path) {
-    rustix::fs::mkfifoat(rustix::fs::CWD, p, rustix::fs::Mode::from(0o644)).unwrap();
 }
 
 fn cache_entries(cache: &Path) -> Vec<PathBuf> {

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{build, sample_rootfs, wat_program, write_exec};
+use common::{assert_ok, build, check_baseline, sample_rootfs, wat_program, write_exec};
 use sha2::{Digest, Sha256};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -31,24 +31,12 @@ fn digests(out: &Path) -> String {
 fn check(baseline: &str, rootfs: &Path) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let o = build(rootfs, &out, &[]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_ok(&build(rootfs, &out, &[]));
     let actual = digests(&out);
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/baselines")
         .join(baseline);
-    if std::env::var_os("BLESS").is_some() {
-        std::fs::write(&path, &actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (BLESS=1 writes it)", path.display()));
-    assert_eq!(
-        actual,
-        expected,
-        "the sample build's bytes changed ({}); BLESS=1 if the change is deliberate",
-        path.display()
-    );
+    check_baseline(&path, &actual);
 }
 
 #[test]

@@ -1,25 +1,41 @@
 //! `megabin build`: rootfs → megabinaries + `manifest.json`.
 //!
-//! Named stages, one way: [`scan`] (walk, classify, read and hash each program once) → `check`
-//! (parse each program's bytes, footprint) → `merge` (plan shards, merge each from the same
-//! bytes) → `manifest` → [`write`] (atomic commit). [`build_outputs`] runs every stage but the
-//! last, in memory; `megabin verify --rootfs` uses it to rebuild and compare.
+//! Named stages, one way, each a function in its own file, called in order by
+//! [`build_scanned`] (after Binaryen's `wasm-merge.cpp`); each consumes the typed output of the
+//! one before:
+//!
+//! 1. [`scan`] (`scan.rs`, [`crate::rootfs`]): walk, classify, read and hash each program once;
+//! 2. `check` (`check.rs`): parse each program's bytes, its footprint, skip what the merger
+//!    refuses (a typed [`SkipReason`]), entry names and `argv[0]` aliases, agent tools;
+//! 3. `merge` (`merge.rs`): plan the shards, merge each from the same bytes (and, with
+//!    `--aot`, precompile each);
+//! 4. `manifest` (`manifest.rs`): built from the merger's [`merger::MergeMap`]s;
+//! 5. [`write`] (`write.rs`): everything into OUT atomically.
+//!
+//! [`build_outputs`] runs every stage but the last, in memory; `megabin verify --rootfs` uses it
+//! to rebuild and compare.
 
+mod check;
+mod manifest;
+mod merge;
 mod plan;
+mod scan;
 #[cfg(test)]
 mod tests;
 mod write;
 
 pub use plan::{plan, shard_file, DEFAULT_MAX_SHARD_BYTES};
+pub use scan::{scan, Scanned};
+pub use write::write;
 
 pub use crate::config::CONFIG_FILE;
 use crate::config::{Config, ConfigError};
-use crate::manifest::{container_id, AgentTool, Aot, Binary, BuildInfo, Manifest, FORMAT};
-use crate::rootfs::{self, ScanError, ScanOptions};
-use megabin_format::Digest;
+use crate::manifest::Manifest;
+use crate::progress::Progress;
+use crate::rootfs::{ScanError, SkipReason};
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Instant;
 
 /// Name of the manifest file.
@@ -127,28 +143,6 @@ pub struct Summary {
     pub seconds: f64,
 }
 
-/// A program that passed every check, ready to merge.
-struct Ready {
-    name: String,
-    paths: Vec<String>,
-    /// The bytes read by the scan and their digest (the one the manifest records).
-    content: rootfs::Content,
-    footprint: merger::Footprint,
-}
-
-/// Stage 1 output: what the rootfs holds.
-pub struct Scanned {
-    scan: rootfs::Scan,
-}
-
-/// Stage 2 output: the programs to merge, in build order, and what was skipped.
-struct Checked {
-    ready: Vec<Ready>,
-    aliases: Vec<Vec<String>>,
-    skipped: BTreeMap<String, String>,
-    warnings: Vec<String>,
-}
-
 /// Output files in memory: file name → bytes, in write order.
 pub type Files = Vec<(String, Vec<u8>)>;
 
@@ -160,6 +154,8 @@ pub struct Built {
     pub megabinaries: Files,
     /// AOT artifact file name → bytes (empty without `--aot`).
     pub artifacts: Files,
+    /// Rootfs path → why it is not merged (the manifest records the reasons' strings).
+    pub skipped: BTreeMap<String, SkipReason>,
     /// Warnings (unreadable files, dangling symlinks, ambiguous names).
     pub warnings: Vec<String>,
     /// Programs merged.
@@ -174,52 +170,34 @@ pub fn build(opts: &BuildOptions) -> Result<Summary, BuildError> {
         return Err(BuildError::NoCompiler);
     }
     let started = Instant::now();
-    check_output_dir(&opts.rootfs, &opts.out)?;
-    let progress = crate::progress::Progress::new(opts.progress);
+    // Refuse an unusable output directory before any work.
+    write::check_output_dir(&opts.rootfs, &opts.out)?;
+    let progress = Progress::new(opts.progress);
+    // Stages 1 to 4, in memory.
     let built = build_outputs_with(opts, load_config(opts)?, &progress)?;
+    // Stage 5: commit every output at once.
     progress.stage("writing outputs");
     write(opts, &built)?;
     progress.finish();
-
-    let mut by_reason = BTreeMap::new();
-    for reason in built.manifest.skipped.values() {
-        let kind = reason.split(':').next().unwrap_or(reason).to_string();
-        *by_reason.entry(kind).or_insert(0) += 1;
-    }
-    Ok(Summary {
-        container_id: built.manifest.container_id,
-        programs: built.programs,
-        paths: built.manifest.binaries.len(),
-        megabinaries: built.megabinaries.iter().map(|(f, _)| f.clone()).collect(),
-        skipped: by_reason,
-        warnings: built.warnings,
-        input_bytes: built.input_bytes,
-        output_bytes: built.megabinaries.iter().map(|(_, w)| w.len() as u64).sum(),
-        aot_bytes: built.artifacts.iter().map(|(_, b)| b.len() as u64).sum(),
-        seconds: started.elapsed().as_secs_f64(),
-    })
+    Ok(built.summary(started))
 }
 
 /// Builds in memory: scan, check, merge, manifest (and `--aot` precompilation). Writes nothing
 /// (`opts.out` is not used). Builds are byte-reproducible: the same rootfs and options give the
 /// same bytes.
 pub fn build_outputs(opts: &BuildOptions) -> Result<Built, BuildError> {
-    build_outputs_with(
-        opts,
-        load_config(opts)?,
-        &crate::progress::Progress::new(false),
-    )
+    build_outputs_with(opts, load_config(opts)?, &Progress::new(false))
 }
 
 /// [`build_outputs`] with the configuration given (e.g. the one a manifest records).
 pub fn build_outputs_with_config(opts: &BuildOptions, config: Config) -> Result<Built, BuildError> {
-    build_outputs_with(opts, config, &crate::progress::Progress::new(false))
+    build_outputs_with(opts, config, &Progress::new(false))
 }
 
 fn build_outputs_with(
     opts: &BuildOptions,
     config: Config,
-    progress: &crate::progress::Progress,
+    progress: &Progress,
 ) -> Result<Built, BuildError> {
     progress.stage("scanning rootfs");
     let scanned = scan(opts)?;
@@ -231,43 +209,70 @@ fn build_scanned(
     opts: &BuildOptions,
     config: Config,
     scanned: Scanned,
-    progress: &crate::progress::Progress,
+    progress: &Progress,
 ) -> Result<Built, BuildError> {
     let merge_options = merger::MergeOptions {
         jobs: opts.jobs,
         stub_foreign_imports: opts.stub_foreign_imports || config.stub_foreign_imports,
     };
+    // Check: parse each program once, skip what cannot be merged, name the rest.
     progress.stage("checking programs");
-    let mut checked = check(opts, &merge_options, scanned)?;
-    let agent_tools = agent_tools(&config, &checked)?;
-    let (shards, megabinaries, stubbed) = merge(opts, &merge_options, &checked, progress)?;
-    let (aot_engine, artifacts) = if opts.aot {
-        let (engine, artifacts) = precompile(&megabinaries, progress)?;
-        (Some(engine), artifacts)
+    let checked = check::check(opts, &merge_options, scanned)?;
+    // Resolve the configuration's agent tools to merged programs.
+    let agent_tools = check::agent_tools(&config, &checked)?;
+    // Merge: cut the shards, merge each one.
+    let shards = merge::merge(opts, &merge_options, &checked, progress)?;
+    // `--aot`: precompile each megabinary.
+    let aot = if opts.aot {
+        Some(merge::precompile(&shards, progress)?)
     } else {
-        (None, Vec::new())
+        None
     };
-    let manifest = manifest(
-        opts,
-        &config,
-        &checked,
-        (&shards, &stubbed),
-        agent_tools,
-        &megabinaries,
-        aot_engine.map(|engine| (engine, &artifacts)),
+    // Manifest: from the merge maps, the skipped paths and the agent tools.
+    let manifest = manifest::manifest(
+        manifest::Inputs {
+            opts,
+            config: &config,
+            checked: &checked,
+            agent_tools,
+            aot: aot.as_ref(),
+        },
+        &shards,
     );
     Ok(Built {
         manifest,
-        megabinaries,
-        artifacts,
-        warnings: std::mem::take(&mut checked.warnings),
+        megabinaries: shards
+            .into_iter()
+            .map(|s| (s.file, s.merged.wasm))
+            .collect(),
+        artifacts: aot.map(|(_, artifacts)| artifacts).unwrap_or_default(),
+        input_bytes: checked.input_bytes(),
         programs: checked.ready.len(),
-        input_bytes: checked
-            .ready
-            .iter()
-            .map(|r| r.content.bytes().len() as u64)
-            .sum(),
+        skipped: checked.skipped,
+        warnings: checked.warnings,
     })
+}
+
+impl Built {
+    /// The build's summary; `started` is when the build began.
+    fn summary(self, started: Instant) -> Summary {
+        let mut by_reason = BTreeMap::new();
+        for reason in self.skipped.values() {
+            *by_reason.entry(reason.kind().to_string()).or_insert(0) += 1;
+        }
+        Summary {
+            container_id: self.manifest.container_id,
+            programs: self.programs,
+            paths: self.manifest.binaries.len(),
+            megabinaries: self.megabinaries.iter().map(|(f, _)| f.clone()).collect(),
+            skipped: by_reason,
+            warnings: self.warnings,
+            input_bytes: self.input_bytes,
+            output_bytes: self.megabinaries.iter().map(|(_, w)| w.len() as u64).sum(),
+            aot_bytes: self.artifacts.iter().map(|(_, b)| b.len() as u64).sum(),
+            seconds: started.elapsed().as_secs_f64(),
+        }
+    }
 }
 
 /// The configuration: `--config`, else the rootfs's `megabin.toml` (resolved inside it), else
@@ -277,351 +282,4 @@ pub fn load_config(opts: &BuildOptions) -> Result<Config, BuildError> {
         Some(p) => Config::load(p)?,
         None => Config::load_from_rootfs(&opts.rootfs)?.unwrap_or_default(),
     })
-}
-
-/// Stage 1, scan: walk the rootfs, classify every file, read and hash each WASI command module
-/// once (the bytes stay in memory for the later stages).
-pub fn scan(opts: &BuildOptions) -> Result<Scanned, BuildError> {
-    let scan = rootfs::scan(
-        &opts.rootfs,
-        &ScanOptions {
-            jobs: opts.jobs.max(1),
-        },
-    )?;
-    Ok(Scanned { scan })
-}
-
-/// Stage 2, check: each program's footprint (parsing its bytes from the scan, in parallel);
-/// unsupported ones are skipped with a reason. Nothing is read from the rootfs again.
-fn check(
-    opts: &BuildOptions,
-    merge_options: &merger::MergeOptions,
-    scanned: Scanned,
-) -> Result<Checked, BuildError> {
-    let scan = scanned.scan;
-    let mut skipped: BTreeMap<String, String> = scan
-        .skipped
-        .iter()
-        .map(|(p, r)| (p.clone(), r.to_string()))
-        .collect();
-    let mut warnings = scan.warnings.clone();
-    let names = rootfs::entry_names(&scan.programs);
-    let too_large = |size: u64| {
-        let e = merger::LimitExceeded {
-            what: "bytes",
-            needed: size,
-            limit: merger::limits::MAX_MODULE_BYTES,
-        };
-        format!("too-large: {e}")
-    };
-    let checked = merger::parallel_map(&scan.programs, opts.jobs, |p| {
-        // A program larger than a whole module may be was not kept by the scan.
-        let content = match &p.content {
-            Some(c) if p.size <= merger::limits::MAX_MODULE_BYTES => c,
-            _ => return Err(too_large(p.size)),
-        };
-        let fp = merger::Footprint::of_with(content.bytes(), merge_options)
-            .map_err(|u| skip_reason(&u))?;
-        match merger::fits(&[fp]) {
-            Ok(_) => Ok(fp),
-            Err(e) => Err(format!("too-large: {e}")),
-        }
-    });
-    let mut ready = Vec::new();
-    for ((p, name), result) in scan.programs.into_iter().zip(names).zip(checked) {
-        match (result, p.content) {
-            (Ok(footprint), Some(content)) => ready.push(Ready {
-                name,
-                paths: p.paths,
-                content,
-                footprint,
-            }),
-            (Ok(_), None) => unreachable!("checked programs have content"),
-            (Err(reason), _) => {
-                for path in &p.paths {
-                    skipped.insert(path.clone(), reason.clone());
-                }
-            }
-        }
-    }
-    if ready.is_empty() {
-        return Err(BuildError::NothingToBuild(opts.rootfs.clone()));
-    }
-    ready.sort_by_key(|r| r.content.digest());
-    let aliases = unique_aliases(&ready, &mut warnings);
-    Ok(Checked {
-        ready,
-        aliases,
-        skipped,
-        warnings,
-    })
-}
-
-/// Agent tools must name merged programs: tool name → program digest.
-fn agent_tools(
-    config: &Config,
-    checked: &Checked,
-) -> Result<BTreeMap<String, AgentTool>, BuildError> {
-    let mut agent_tools = BTreeMap::new();
-    for (tool, spec) in config.tools() {
-        let path = &spec.path;
-        match checked.ready.iter().find(|r| r.paths.contains(path)) {
-            Some(r) => {
-                agent_tools.insert(
-                    tool.clone(),
-                    AgentTool {
-                        digest: r.content.digest().into(),
-                        path: Some(path.clone()),
-                        description: spec.description.clone(),
-                        timeout_ms: spec.timeout_ms,
-                        max_memory: spec.max_memory,
-                        input_schema: spec.input_schema.clone(),
-                    },
-                );
-            }
-            None => {
-                let reason = match checked.skipped.get(path) {
-                    Some(why) => format!("is not merged ({why})"),
-                    None => "is not a WASI command program in the rootfs".into(),
-                };
-                return Err(BuildError::AgentTool {
-                    name: tool.clone(),
-                    path: path.clone(),
-                    reason,
-                });
-            }
-        }
-    }
-    Ok(agent_tools)
-}
-
-/// Shard plan (program indices per megabinary), megabinaries (file name, bytes) and each
-/// program's stubbed foreign imports (by program index).
-type Merged = (Vec<Vec<usize>>, Files, Vec<Vec<String>>);
-
-/// Stage 3, merge: plan the shards and merge each one (on all threads) from the scanned bytes.
-fn merge(
-    opts: &BuildOptions,
-    merge_options: &merger::MergeOptions,
-    checked: &Checked,
-    progress: &crate::progress::Progress,
-) -> Result<Merged, BuildError> {
-    let ready = &checked.ready;
-    let footprints: Vec<_> = ready.iter().map(|r| r.footprint).collect();
-    let shards = plan(&footprints, opts.max_shard_bytes);
-    let mut outputs = Vec::new();
-    let mut stubbed = vec![Vec::new(); ready.len()];
-    for (k, members) in shards.iter().enumerate() {
-        let file = shard_file(k);
-        progress.stage(&format!("merging {file} ({} programs)", members.len()));
-        let programs: Vec<merger::Program> = members
-            .iter()
-            .map(|&i| merger::Program {
-                name: ready[i].name.clone(),
-                wasm: ready[i].content.bytes(),
-                aliases: checked.aliases[i].clone(),
-            })
-            .collect();
-        let merged =
-            merger::merge(&programs, merge_options).map_err(|source| BuildError::Merge {
-                shard: file.clone(),
-                source,
-            })?;
-        for (&i, entry) in members.iter().zip(&merged.map.entries) {
-            stubbed[i] = entry.stubbed_imports.clone();
-        }
-        outputs.push((file, merged.wasm));
-    }
-    Ok((shards, outputs, stubbed))
-}
-
-/// `--aot`: precompiles each megabinary for the runner's engine; returns the engine id and the
-/// artifacts.
-#[cfg(feature = "compiler")]
-fn precompile(
-    megabinaries: &Files,
-    progress: &crate::progress::Progress,
-) -> Result<(String, Files), BuildError> {
-    let engine = runtime_check::new_engine().map_err(|e| BuildError::Aot(e.to_string()))?;
-    let mut artifacts = Vec::new();
-    for (file, wasm) in megabinaries {
-        progress.stage(&format!("precompiling {file}"));
-        let native = runtime_check::aot::precompile(&engine, wasm)
-            .map_err(|e| BuildError::Aot(format!("{file}: {e}")))?;
-        artifacts.push((runtime_check::aot::artifact_name(file), native));
-    }
-    Ok((runtime_check::aot::engine_id(&engine), artifacts))
-}
-
-#[cfg(not(feature = "compiler"))]
-fn precompile(_: &Files, _: &crate::progress::Progress) -> Result<(String, Files), BuildError> {
-    Err(BuildError::NoCompiler)
-}
-
-/// Stage 4, manifest: every path's program and megabinary, the digests, the container id, and
-/// the options a rebuild needs.
-fn manifest(
-    opts: &BuildOptions,
-    config: &Config,
-    checked: &Checked,
-    (shards, stubbed): (&[Vec<usize>], &[Vec<String>]),
-    agent_tools: BTreeMap<String, AgentTool>,
-    megabinaries: &Files,
-    aot: Option<(String, &Files)>,
-) -> Manifest {
-    let mut binaries = BTreeMap::new();
-    for (k, members) in shards.iter().enumerate() {
-        for &i in members {
-            let r = &checked.ready[i];
-            for path in &r.paths {
-                binaries.insert(
-                    path.clone(),
-                    Binary {
-                        hash: r.content.digest().into(),
-                        entry_point: format!("{}_start", r.name),
-                        megabinary: shard_file(k),
-                        size: r.content.bytes().len() as u64,
-                        stubbed_imports: stubbed[i].clone(),
-                    },
-                );
-            }
-        }
-    }
-    let digests: BTreeMap<String, Digest> = megabinaries
-        .iter()
-        .map(|(f, w)| (f.clone(), Digest::of(w)))
-        .collect();
-    let aot = aot.map(|(engine, artifacts)| Aot {
-        engine,
-        artifacts: artifacts
-            .iter()
-            .map(|(f, b)| (f.clone(), Digest::of(b)))
-            .collect(),
-    });
-    Manifest {
-        format: FORMAT.to_string(),
-        container_id: container_id(&digests, &binaries, &agent_tools, aot.as_ref()),
-        megabinary: shard_file(0),
-        megabinaries: digests,
-        binaries,
-        agent_tools,
-        skipped: checked.skipped.clone(),
-        aot,
-        build: Some(BuildInfo {
-            max_shard_bytes: opts.max_shard_bytes,
-            agent_tools: config
-                .agent_tools
-                .iter()
-                .filter_map(|(n, t)| Some((n.clone(), serde_json::to_value(t).ok()?)))
-                .collect(),
-            stub_foreign_imports: opts.stub_foreign_imports || config.stub_foreign_imports,
-        }),
-    }
-}
-
-/// Stage 5, write: stage every file in `opts.out`, commit them atomically (manifest last),
-/// then remove outputs of an earlier build that this one no longer has.
-pub fn write(opts: &BuildOptions, built: &Built) -> Result<(), BuildError> {
-    let out_err = |e: std::io::Error| BuildError::Output {
-        path: opts.out.clone(),
-        reason: e.to_string(),
-    };
-    let mut staged = write::Staged::new(&opts.out).map_err(out_err)?;
-    for (file, bytes) in built.megabinaries.iter().chain(&built.artifacts) {
-        staged.add(file, bytes).map_err(out_err)?;
-    }
-    staged
-        .add(MANIFEST_FILE, &built.manifest.to_json())
-        .map_err(out_err)?;
-    staged.commit().map_err(out_err)?;
-    let written: Vec<String> = built
-        .megabinaries
-        .iter()
-        .chain(&built.artifacts)
-        .map(|(f, _)| f.clone())
-        .collect();
-    write::remove_stale_outputs(&opts.out, &written);
-    Ok(())
-}
-
-/// The manifest reason for a program the merger refuses.
-fn skip_reason(u: &merger::Unsupported) -> String {
-    use merger::Unsupported::*;
-    match u {
-        Component => "wasm-component".into(),
-        NoStart => "wasm-reactor".into(),
-        Invalid(m) => format!("invalid-wasm: {m}"),
-        ForeignImports(list) => format!("foreign-imports: {}", list.join(", ")),
-        Feature { feature, .. } => format!("unsupported-feature: {feature}"),
-        other => format!("unsupported-feature: {other}"),
-    }
-}
-
-/// argv[0] names per program: the basenames of its paths, minus names that two different
-/// programs claim (those are reported, and reachable by digest only).
-fn unique_aliases(ready: &[Ready], warnings: &mut Vec<String>) -> Vec<Vec<String>> {
-    let mut owners: BTreeMap<String, BTreeSet<usize>> = BTreeMap::new();
-    for (i, r) in ready.iter().enumerate() {
-        for p in &r.paths {
-            let base = p.rsplit('/').next().unwrap_or(p).to_string();
-            if !base.is_empty() {
-                owners.entry(base).or_default().insert(i);
-            }
-        }
-    }
-    let mut out = vec![Vec::new(); ready.len()];
-    for (name, who) in owners {
-        if who.len() == 1 {
-            out[*who.iter().next().expect("one")].push(name);
-        } else {
-            warnings.push(format!(
-                "argv[0] name `{name}` belongs to {} different programs; select them by digest",
-                who.len()
-            ));
-        }
-    }
-    out
-}
-
-/// Refuses an output directory inside the rootfs (it would be scanned into the next build).
-fn check_output_dir(rootfs: &Path, out: &Path) -> Result<(), BuildError> {
-    let abs = |p: &Path| -> PathBuf {
-        let p = if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            std::env::current_dir().unwrap_or_default().join(p)
-        };
-        // Canonicalize the longest existing ancestor, then re-append the rest.
-        let mut existing = p.clone();
-        let mut rest = Vec::new();
-        while !existing.exists() {
-            match (existing.file_name(), existing.parent()) {
-                (Some(n), Some(parent)) => {
-                    rest.push(n.to_os_string());
-                    existing = parent.to_path_buf();
-                }
-                _ => break,
-            }
-        }
-        let mut c = existing.canonicalize().unwrap_or(existing);
-        for n in rest.iter().rev() {
-            c.push(n);
-        }
-        c
-    };
-    if let (Ok(root), out_abs) = (rootfs.canonicalize(), abs(out)) {
-        if out_abs.starts_with(&root) {
-            return Err(BuildError::Output {
-                path: out.to_path_buf(),
-                reason: format!("is inside the rootfs {}", rootfs.display()),
-            });
-        }
-    }
-    if out.exists() && !out.is_dir() {
-        return Err(BuildError::Output {
-            path: out.to_path_buf(),
-            reason: "exists and is not a directory".into(),
-        });
-    }
-    Ok(())
 }

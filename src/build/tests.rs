@@ -1,8 +1,9 @@
 //! The build reads each program once: the bytes merged are the bytes hashed.
 
 use super::*;
-use crate::progress::Progress;
+use megabin_format::Digest;
 use sha2::Digest as _;
+use std::path::Path;
 
 fn program(text: &str) -> Vec<u8> {
     let escaped: String = text.bytes().map(|b| format!("\\{b:02x}")).collect();
@@ -87,7 +88,7 @@ fn scanned_programs_carry_the_hashed_bytes() {
     assert_eq!(scanned.scan.programs.len(), 2);
     for p in &scanned.scan.programs {
         let c = p.content.as_ref().expect("kept");
-        assert_eq!(c.digest(), p.digest);
+        assert_eq!(c.digest().0, p.digest);
         assert_eq!(<[u8; 32]>::from(sha2::Sha256::digest(c.bytes())), p.digest);
         assert_eq!(c.bytes(), std::fs::read(&p.host_path).unwrap());
     }

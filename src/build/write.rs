@@ -1,3 +1,5 @@
+//! Stage 5, write ([`write`]), and the output directory's checks.
+//!
 //! Atomic output: every file goes to a temporary in the output directory and is renamed into
 //! place only when all of them are written, the manifest last. A failed build leaves the
 //! previous outputs untouched and no temporaries behind.
@@ -8,6 +10,7 @@
 //! so its target is never written. `rename` replaces a planted symlink at a final name by the
 //! new file without following it.
 
+use super::{BuildError, BuildOptions, Built, MANIFEST_FILE};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use tempfile::TempPath;
@@ -78,4 +81,72 @@ pub fn remove_stale_outputs(dir: &Path, keep: &[String]) {
             let _ = std::fs::remove_file(e.path());
         }
     }
+}
+
+/// Stage 5, write: stages every file in `opts.out`, commits them atomically (manifest last),
+/// then removes outputs of an earlier build that this one no longer has.
+pub fn write(opts: &BuildOptions, built: &Built) -> Result<(), BuildError> {
+    let out_err = |e: std::io::Error| BuildError::Output {
+        path: opts.out.clone(),
+        reason: e.to_string(),
+    };
+    let mut staged = Staged::new(&opts.out).map_err(out_err)?;
+    for (file, bytes) in built.megabinaries.iter().chain(&built.artifacts) {
+        staged.add(file, bytes).map_err(out_err)?;
+    }
+    staged
+        .add(MANIFEST_FILE, &built.manifest.to_json())
+        .map_err(out_err)?;
+    staged.commit().map_err(out_err)?;
+    let written: Vec<String> = built
+        .megabinaries
+        .iter()
+        .chain(&built.artifacts)
+        .map(|(f, _)| f.clone())
+        .collect();
+    remove_stale_outputs(&opts.out, &written);
+    Ok(())
+}
+
+/// Refuses an output directory inside the rootfs (it would be scanned into the next build).
+pub(super) fn check_output_dir(rootfs: &Path, out: &Path) -> Result<(), BuildError> {
+    let abs = |p: &Path| -> PathBuf {
+        let p = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            std::env::current_dir().unwrap_or_default().join(p)
+        };
+        // Canonicalize the longest existing ancestor, then re-append the rest.
+        let mut existing = p.clone();
+        let mut rest = Vec::new();
+        while !existing.exists() {
+            match (existing.file_name(), existing.parent()) {
+                (Some(n), Some(parent)) => {
+                    rest.push(n.to_os_string());
+                    existing = parent.to_path_buf();
+                }
+                _ => break,
+            }
+        }
+        let mut c = existing.canonicalize().unwrap_or(existing);
+        for n in rest.iter().rev() {
+            c.push(n);
+        }
+        c
+    };
+    if let (Ok(root), out_abs) = (rootfs.canonicalize(), abs(out)) {
+        if out_abs.starts_with(&root) {
+            return Err(BuildError::Output {
+                path: out.to_path_buf(),
+                reason: format!("is inside the rootfs {}", rootfs.display()),
+            });
+        }
+    }
+    if out.exists() && !out.is_dir() {
+        return Err(BuildError::Output {
+            path: out.to_path_buf(),
+            reason: "exists and is not a directory".into(),
+        });
+    }
+    Ok(())
 }

@@ -304,7 +304,7 @@ fn exports_start(payload: &[u8], offset: u64) -> Result<bool, String> {
     let mut has_start = false;
     for export in reader {
         let export = export.map_err(|e| e.to_string())?;
-        if export.name == "_start" {
+        if export.name == megabin_format::names::START_EXPORT {
             if export.kind != ExternalKind::Func {
                 return Err("the `_start` export is not a function".to_string());
             }

@@ -180,7 +180,7 @@ fn read_and_hash(job: &FileJob, buf: &mut [u8]) -> io::Result<FileOutcome> {
             Some(bytes) => {
                 let content = Content::new(bytes);
                 FileOutcome::Program {
-                    digest: content.digest(),
+                    digest: content.digest().0,
                     size: content.bytes().len() as u64,
                     content: Some(content),
                 }

@@ -23,13 +23,14 @@ mod walk;
 #[cfg(all(test, unix))]
 mod tests;
 
+use megabin_format::Digest;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use names::{entry_names, sanitize_name, RESERVED_NAMES};
+pub use names::{entry_names, sanitize_name};
 pub use resolve::{resolve, ResolveError, Target};
 
 /// Maximum number of symlinks followed while resolving one path (as Linux' `MAXSYMLINKS`).
@@ -99,22 +100,21 @@ pub struct Program {
 /// [`Content`] is always the digest of the bytes merged from it. Cloning shares the bytes.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Content {
-    digest: [u8; 32],
+    digest: Digest,
     bytes: Arc<Vec<u8>>,
 }
 
 impl Content {
     /// Takes `bytes` and hashes them.
     pub fn new(bytes: Vec<u8>) -> Self {
-        use sha2::Digest as _;
         Content {
-            digest: sha2::Sha256::digest(&bytes).into(),
+            digest: Digest::of(&bytes),
             bytes: Arc::new(bytes),
         }
     }
 
     /// SHA-256 of [`Content::bytes`].
-    pub fn digest(&self) -> [u8; 32] {
+    pub fn digest(&self) -> Digest {
         self.digest
     }
 
@@ -126,37 +126,25 @@ impl Content {
 
 impl fmt::Debug for Content {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "Content(sha256:{}, {} bytes)",
-            hex(&self.digest),
-            self.bytes.len()
-        )
+        write!(f, "Content({}, {} bytes)", self.digest, self.bytes.len())
     }
 }
 
 impl Program {
     /// The digest as 64 lowercase hexadecimal digits.
     pub fn digest_hex(&self) -> String {
-        hex(&self.digest)
+        Digest(self.digest).hex()
     }
 }
 
-/// Lowercase hexadecimal encoding of `bytes`.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
-}
-
-/// Why a path in the rootfs is not part of the megabinary.
+/// Why a path in the rootfs is not part of the megabinary: found by the scan (the file is not
+/// a WASI command) or by the build's check stage (the merger refuses the program, see
+/// [`SkipReason::from`] a [`merger::Unsupported`]). It stays typed until the manifest is written.
 ///
-/// [`Display`](fmt::Display) (and serde serialization) give the manifest strings, e.g.
+/// [`Display`](fmt::Display) (and serde serialization) give the manifest strings: the
+/// [`kind`](SkipReason::kind), then `": "` and the details if there are any, e.g.
 /// `"not-recompiled-native"` or `"invalid-wasm: <message>"`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SkipReason {
     /// An executable that is not WebAssembly (typically a native ELF binary).
     NotRecompiledNative,
@@ -174,19 +162,69 @@ pub enum SkipReason {
     DanglingSymlink,
     /// A symlink that needs more than [`MAX_SYMLINK_HOPS`] hops to resolve (usually a loop).
     SymlinkLoop,
+    /// A program larger than one module may be, or that alone exceeds an engine limit.
+    TooLarge(merger::LimitExceeded),
+    /// A program that imports from host modules other than WASI preview1 (`module::name`,
+    /// in import order), merged only with foreign function imports stubbed.
+    ForeignImports(Vec<String>),
+    /// A program that uses something else the merger does not support (a proposal, a
+    /// memory shape, a bad `_start`, …).
+    UnsupportedFeature(merger::Unsupported),
+}
+
+impl SkipReason {
+    /// The kind of reason: the manifest string's part before `:` (e.g. `"invalid-wasm"`), the
+    /// key of the build summary's counts.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SkipReason::NotRecompiledNative => "not-recompiled-native",
+            SkipReason::Script => "script",
+            SkipReason::WasmComponent => "wasm-component",
+            SkipReason::WasmReactor => "wasm-reactor",
+            SkipReason::InvalidWasm(_) => "invalid-wasm",
+            SkipReason::Unreadable(_) => "unreadable",
+            SkipReason::DanglingSymlink => "dangling-symlink",
+            SkipReason::SymlinkLoop => "symlink-loop",
+            SkipReason::TooLarge(_) => "too-large",
+            SkipReason::ForeignImports(_) => "foreign-imports",
+            SkipReason::UnsupportedFeature(_) => "unsupported-feature",
+        }
+    }
+
+    /// What follows the kind in the manifest string, if anything.
+    fn details(&self) -> Option<String> {
+        match self {
+            SkipReason::InvalidWasm(msg) | SkipReason::Unreadable(msg) => Some(msg.clone()),
+            SkipReason::TooLarge(e) => Some(e.to_string()),
+            SkipReason::ForeignImports(list) => Some(list.join(", ")),
+            SkipReason::UnsupportedFeature(merger::Unsupported::Feature { feature, .. }) => {
+                Some(feature.clone())
+            }
+            SkipReason::UnsupportedFeature(other) => Some(other.to_string()),
+            _ => None,
+        }
+    }
+}
+
+impl From<merger::Unsupported> for SkipReason {
+    /// The reason to skip a program the merger refuses.
+    fn from(u: merger::Unsupported) -> Self {
+        use merger::Unsupported;
+        match u {
+            Unsupported::Component => SkipReason::WasmComponent,
+            Unsupported::NoStart => SkipReason::WasmReactor,
+            Unsupported::Invalid(msg) => SkipReason::InvalidWasm(msg),
+            Unsupported::ForeignImports(list) => SkipReason::ForeignImports(list),
+            other => SkipReason::UnsupportedFeature(other),
+        }
+    }
 }
 
 impl fmt::Display for SkipReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SkipReason::NotRecompiledNative => f.write_str("not-recompiled-native"),
-            SkipReason::Script => f.write_str("script"),
-            SkipReason::WasmComponent => f.write_str("wasm-component"),
-            SkipReason::WasmReactor => f.write_str("wasm-reactor"),
-            SkipReason::InvalidWasm(msg) => write!(f, "invalid-wasm: {msg}"),
-            SkipReason::Unreadable(msg) => write!(f, "unreadable: {msg}"),
-            SkipReason::DanglingSymlink => f.write_str("dangling-symlink"),
-            SkipReason::SymlinkLoop => f.write_str("symlink-loop"),
+        match self.details() {
+            Some(details) => write!(f, "{}: {details}", self.kind()),
+            None => f.write_str(self.kind()),
         }
     }
 }
@@ -270,6 +308,12 @@ struct FileEntry {
     aliases: Vec<String>,
 }
 
+/// What the scan has set aside so far: paths skipped with their reason, and warnings.
+struct SetAside {
+    skipped: BTreeMap<String, SkipReason>,
+    warnings: Vec<String>,
+}
+
 /// Scans the rootfs directory `root`. See the [module documentation](self).
 ///
 /// # Errors
@@ -277,25 +321,57 @@ struct FileEntry {
 /// Fails only if `root` is missing, not a directory, or cannot be listed (or on an internal
 /// error); unreadable files below it are reported in [`Scan::skipped`] instead.
 pub fn scan(root: &Path, opts: &ScanOptions) -> Result<Scan, ScanError> {
-    match std::fs::metadata(root) {
-        Ok(meta) if meta.is_dir() => {}
-        Ok(_) => return Err(ScanError::RootNotADirectory(root.to_path_buf())),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(ScanError::RootNotFound(root.to_path_buf()))
-        }
-        Err(source) => {
-            return Err(ScanError::Io {
-                path: root.to_path_buf(),
-                source,
-            })
-        }
-    }
-
+    // Refuse a rootfs that is missing or not a directory.
+    check_root(root)?;
+    // Walk it in sorted order, without following symlinks.
     let walked = walk::walk(root)?;
-    let mut skipped: BTreeMap<String, SkipReason> = walked.skipped.into_iter().collect();
-    let mut warnings = walked.warnings;
+    let mut aside = SetAside {
+        skipped: walked.skipped.into_iter().collect(),
+        warnings: walked.warnings,
+    };
+    // Group every path (symlinks resolved inside the rootfs) by the host file it leads to.
+    let entries = file_entries(root, walked.files, walked.symlinks, &mut aside);
+    // Classify, read and hash each host file once (in parallel).
+    let jobs: Vec<hash::FileJob> = entries.iter().map(|e| e.job.clone()).collect();
+    let outcomes = hash::process_all(&jobs, opts.jobs)?;
+    // One program per distinct content, with every path that leads to it.
+    let programs = programs(entries, outcomes, &mut aside);
+    let SetAside {
+        skipped,
+        mut warnings,
+    } = aside;
+    warnings.sort();
+    warnings.dedup();
+    Ok(Scan {
+        programs,
+        skipped,
+        warnings,
+    })
+}
 
-    // Group every path by the host file it leads to.
+/// Refuses a rootfs that does not exist or is not a directory.
+fn check_root(root: &Path) -> Result<(), ScanError> {
+    match std::fs::metadata(root) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(ScanError::RootNotADirectory(root.to_path_buf())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Err(ScanError::RootNotFound(root.to_path_buf()))
+        }
+        Err(source) => Err(ScanError::Io {
+            path: root.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Groups the walked files and the files symlinks resolve to by host file (hard links are
+/// one file); symlinks that do not resolve to a file are set aside with their reason.
+fn file_entries(
+    root: &Path,
+    files: Vec<walk::WalkedFile>,
+    symlinks: Vec<String>,
+    aside: &mut SetAside,
+) -> Vec<FileEntry> {
     let mut entries: Vec<FileEntry> = Vec::new();
     let mut by_key: HashMap<FileKey, usize> = HashMap::new();
     let mut entry_for = |key: FileKey, host: PathBuf, meta: &std::fs::Metadata| -> usize {
@@ -312,12 +388,12 @@ pub fn scan(root: &Path, opts: &ScanOptions) -> Result<Scan, ScanError> {
         })
     };
     let mut direct_of: Vec<(usize, String)> = Vec::new();
-    for file in walked.files {
+    for file in files {
         let idx = entry_for(FileKey::of(&file.meta, &file.host), file.host, &file.meta);
         direct_of.push((idx, file.path));
     }
     let mut alias_of: Vec<(usize, String)> = Vec::new();
-    for link in walked.symlinks {
+    for link in symlinks {
         match resolve::resolve(root, &link) {
             Ok(target) if target.meta.is_file() => {
                 let idx = entry_for(
@@ -329,20 +405,7 @@ pub fn scan(root: &Path, opts: &ScanOptions) -> Result<Scan, ScanError> {
             }
             // Symlinks to directories (walked anyway if inside the rootfs) and to special files.
             Ok(_) => {}
-            Err(resolve::ResolveError::Dangling) => {
-                warnings.push(format!("{link}: dangling symlink"));
-                skipped.insert(link, SkipReason::DanglingSymlink);
-            }
-            Err(resolve::ResolveError::Loop) => {
-                warnings.push(format!(
-                    "{link}: symlink loop (more than {MAX_SYMLINK_HOPS} links followed)"
-                ));
-                skipped.insert(link, SkipReason::SymlinkLoop);
-            }
-            Err(resolve::ResolveError::Io(msg)) => {
-                warnings.push(format!("{link}: cannot resolve symlink: {msg}"));
-                skipped.insert(link, SkipReason::Unreadable(msg));
-            }
+            Err(e) => set_aside_link(link, e, aside),
         }
     }
     for (idx, path) in direct_of {
@@ -351,17 +414,45 @@ pub fn scan(root: &Path, opts: &ScanOptions) -> Result<Scan, ScanError> {
     for (idx, path) in alias_of {
         entries[idx].aliases.push(path);
     }
+    entries
+}
 
-    let jobs: Vec<hash::FileJob> = entries.iter().map(|e| e.job.clone()).collect();
-    let outcomes = hash::process_all(&jobs, opts.jobs)?;
+/// A symlink that does not resolve: skipped, with a warning.
+fn set_aside_link(link: String, e: resolve::ResolveError, aside: &mut SetAside) {
+    let (warning, reason) = match e {
+        resolve::ResolveError::Dangling => (
+            format!("{link}: dangling symlink"),
+            SkipReason::DanglingSymlink,
+        ),
+        resolve::ResolveError::Loop => (
+            format!("{link}: symlink loop (more than {MAX_SYMLINK_HOPS} links followed)"),
+            SkipReason::SymlinkLoop,
+        ),
+        resolve::ResolveError::Io(msg) => (
+            format!("{link}: cannot resolve symlink: {msg}"),
+            SkipReason::Unreadable(msg),
+        ),
+    };
+    aside.warnings.push(warning);
+    aside.skipped.insert(link, reason);
+}
 
-    struct Group {
-        paths: BTreeSet<String>,
-        direct: BTreeSet<String>,
-        host: Option<(String, PathBuf)>,
-        size: u64,
-        content: Option<Content>,
-    }
+/// The programs with one content, while they are collected.
+struct Group {
+    paths: BTreeSet<String>,
+    direct: BTreeSet<String>,
+    host: Option<(String, PathBuf)>,
+    size: u64,
+    content: Option<Content>,
+}
+
+/// One [`Program`] per distinct content (sorted by digest) from each host file's outcome;
+/// executables that are not programs are set aside with their reason.
+fn programs(
+    entries: Vec<FileEntry>,
+    outcomes: Vec<hash::FileOutcome>,
+    aside: &mut SetAside,
+) -> Vec<Program> {
     let mut groups: BTreeMap<[u8; 32], Group> = BTreeMap::new();
     for (entry, outcome) in entries.into_iter().zip(outcomes) {
         match outcome {
@@ -370,11 +461,11 @@ pub fn scan(root: &Path, opts: &ScanOptions) -> Result<Scan, ScanError> {
                 if let SkipReason::Unreadable(msg) = &reason {
                     let first = entry.direct.iter().chain(&entry.aliases).min();
                     if let Some(first) = first {
-                        warnings.push(format!("{first}: unreadable: {msg}"));
+                        aside.warnings.push(format!("{first}: unreadable: {msg}"));
                     }
                 }
                 for path in entry.direct.into_iter().chain(entry.aliases) {
-                    skipped.insert(path, reason.clone());
+                    aside.skipped.insert(path, reason.clone());
                 }
             }
             hash::FileOutcome::Program {
@@ -404,8 +495,7 @@ pub fn scan(root: &Path, opts: &ScanOptions) -> Result<Scan, ScanError> {
             }
         }
     }
-
-    let programs = groups
+    groups
         .into_iter()
         .filter_map(|(digest, group)| {
             let (_, host_path) = group.host?;
@@ -423,13 +513,5 @@ pub fn scan(root: &Path, opts: &ScanOptions) -> Result<Scan, ScanError> {
                 content: group.content,
             })
         })
-        .collect();
-
-    warnings.sort();
-    warnings.dedup();
-    Ok(Scan {
-        programs,
-        skipped,
-        warnings,
-    })
+        .collect()
 }

@@ -2,21 +2,9 @@
 
 use std::collections::HashSet;
 
+use megabin_format::names::{start_export, RESERVED_NAMES};
+
 use super::Program;
-
-/// Names (and export names) an entry name must never take, because the merged module uses them
-/// for itself.
-pub const RESERVED_NAMES: &[&str] = &[
-    "memory",
-    "megabin_dispatch",
-    "megabin",
-    "wasi",
-    "_start",
-    "_initialize",
-];
-
-/// Suffix the merged module appends to an entry name for the program's start function.
-const START_SUFFIX: &str = "_start";
 
 /// Turns the basename of `path` into an identifier matching `[A-Za-z_][A-Za-z0-9_]*`.
 ///
@@ -46,7 +34,7 @@ pub fn sanitize_name(path: &str) -> String {
 ///
 /// Each name is [`sanitize_name`] of the program's [`primary_path`](Program::primary_path).
 /// Names are unique; no name is in [`RESERVED_NAMES`]; and for any two names `a` and `b`,
-/// `a != b` and `a != format!("{b}_start")`, so that names and `<name>_start` exports never
+/// `a != b` and `a != start_export(b)`, so that names and `<name>_start` exports never
 /// collide. Clashes are resolved by appending `_2`, `_3`, ...: programs claim names in order of
 /// their primary path (then digest), so the result depends only on the set of programs, not on
 /// the order of the slice.
@@ -63,11 +51,11 @@ pub fn entry_names(programs: &[Program]) -> Vec<String> {
         let base = sanitize_name(&programs[i].primary_path);
         let mut candidate = base.clone();
         let mut n = 1u64;
-        while taken.contains(&candidate) || taken.contains(&format!("{candidate}{START_SUFFIX}")) {
+        while taken.contains(&candidate) || taken.contains(&start_export(&candidate)) {
             n += 1;
             candidate = format!("{base}_{n}");
         }
-        taken.insert(format!("{candidate}{START_SUFFIX}"));
+        taken.insert(start_export(&candidate));
         taken.insert(candidate.clone());
         names[i] = candidate;
     }
@@ -148,7 +136,7 @@ mod tests {
         assert_eq!(all.len(), names.len());
         for name in &names {
             assert!(!RESERVED_NAMES.contains(&name.as_str()));
-            assert!(!all.contains(&format!("{name}_start")), "{names:?}");
+            assert!(!all.contains(&start_export(name)), "{names:?}");
         }
         assert_eq!(names[0], "a");
         assert_eq!(names[3], "b");

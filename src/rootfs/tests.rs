@@ -323,7 +323,10 @@ fn large_program_is_streamed() {
     assert_eq!(scan.programs[0].size, big.len() as u64);
     assert_eq!(
         scan.programs[0].digest_hex(),
-        hex(&sha(&big)),
+        sha(&big)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>(),
         "digest_hex is lowercase hex"
     );
     assert_eq!(scan.programs[0].digest_hex().len(), 64);
@@ -453,5 +456,45 @@ fn skip_reason_strings() {
     assert_eq!(
         serde_json::to_string(&SkipReason::InvalidWasm("x".into())).unwrap(),
         "\"invalid-wasm: x\""
+    );
+    let too_large = merger::LimitExceeded {
+        what: "bytes",
+        needed: 2,
+        limit: 1,
+    };
+    assert_eq!(
+        SkipReason::TooLarge(too_large).to_string(),
+        "too-large: 2 bytes needed, engines accept at most 1"
+    );
+    assert_eq!(SkipReason::DanglingSymlink.kind(), "dangling-symlink");
+}
+
+/// The reasons of programs the merger refuses: the manifest strings of docs/manifest.md.
+#[test]
+fn skip_reasons_from_the_merger() {
+    use merger::Unsupported;
+    let reason = |u: Unsupported| SkipReason::from(u).to_string();
+    assert_eq!(reason(Unsupported::Component), "wasm-component");
+    assert_eq!(reason(Unsupported::NoStart), "wasm-reactor");
+    assert_eq!(reason(Unsupported::Invalid("x".into())), "invalid-wasm: x");
+    assert_eq!(
+        reason(Unsupported::ForeignImports(vec![
+            "env::a".into(),
+            "env::b".into()
+        ])),
+        "foreign-imports: env::a, env::b"
+    );
+    let feature = Unsupported::Feature {
+        feature: "legacy-exceptions".into(),
+        message: "not enabled".into(),
+    };
+    assert_eq!(reason(feature), "unsupported-feature: legacy-exceptions");
+    assert_eq!(
+        reason(Unsupported::Memory64),
+        "unsupported-feature: memory64 / table64 is not supported"
+    );
+    assert_eq!(
+        SkipReason::from(Unsupported::BadStart).kind(),
+        "unsupported-feature"
     );
 }

@@ -9,6 +9,11 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use wasmtime::{Engine, Extern, Instance, Linker, Module, Store, Trap, Val, ValType};
 
+// `check_baseline`, shared with the megabin crate's tests (`tests/common`).
+mod baseline;
+#[allow(unused_imports)] // not every test file compares baselines
+pub use baseline::check_baseline;
+
 // ---------------------------------------------------------------------------------------------
 // Inputs: fixtures, programs, merges.
 
@@ -77,25 +82,6 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
-}
-
-/// Compares `actual` with the baseline file `path`, or writes it when `BLESS` is set.
-pub fn check_baseline(path: &Path, actual: &str) {
-    if std::env::var_os("BLESS").is_some() {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).unwrap();
-        }
-        std::fs::write(path, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e} (BLESS=1 writes it)", path.display()));
-    assert_eq!(
-        actual,
-        expected,
-        "{} differs; BLESS=1 if the change is deliberate",
-        path.display()
-    );
 }
 
 /// A minimal hand assembler that writes every LEB128 in 5 bytes, as clang and wasm-ld leave

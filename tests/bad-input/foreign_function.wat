@@ -1,0 +1,1 @@
+(module (import "env" "f" (func)) (memory 1) (func (export "_start")))
