@@ -1,7 +1,7 @@
 //! The `megabin` command line: [`Cli`] (its clap definition), one module per command with its
 //! clap `Args` and its `run(args) -> Result<ExitCode, CliError>`, the flags several commands
 //! share ([`args`]), and [`CliError`], the one mapping from errors to the documented exit codes.
-//! The pipelines themselves live in [`crate::build`], [`crate::serve`] and `runtime_check`.
+//! The pipelines themselves live in [`crate::build`], `crate::serve` and `runtime_check`.
 
 pub mod args;
 pub mod binfmt;
