@@ -47,7 +47,7 @@ fn verify(out: &Path, rootfs: &Path, path: &str) -> String {
     let b = &m.binaries[path];
     let host = rootfs.join(path.trim_start_matches('/'));
     let d = runtime_check::verify::hash_file(&host).expect("hash");
-    assert_eq!(runtime_check::manifest::digest_string(&d), b.hash);
+    assert_eq!(megabin_format::Digest(d), b.hash);
     b.entry_point.clone()
 }
 

@@ -42,7 +42,7 @@ fn aot_artifact_is_used_only_when_verified() {
     let cwasm = out.join("container.cwasm");
     assert_eq!(
         aot.artifacts["container.cwasm"],
-        megabin::manifest::sha256_string(&std::fs::read(&cwasm).unwrap())
+        megabin_format::Digest::of(&std::fs::read(&cwasm).unwrap())
     );
 
     let ok = run(&out, &root, &["--require-aot"]);
@@ -86,7 +86,7 @@ fn aot_artifact_is_used_only_when_verified() {
     // Editing the artifact digest in the manifest breaks the container id.
     let text = std::fs::read_to_string(out.join("manifest.json")).unwrap();
     let edited = text.replace(
-        &aot.artifacts["container.cwasm"],
+        &aot.artifacts["container.cwasm"].to_string(),
         &format!("sha256:{}", "1".repeat(64)),
     );
     std::fs::write(out.join("manifest.json"), edited).unwrap();

@@ -348,7 +348,7 @@ fn programs_named_like_megabin_exports_leave_the_exports_alone() {
         assert_eq!(r.status, runtime_check::Status::Exit(i as i32));
         let inv = runtime_check::Invocation {
             args: vec!["anything".into()],
-            env: vec![("MEGABIN_ENTRY".into(), m.binaries[&path].hash.clone())],
+            env: vec![("MEGABIN_ENTRY".into(), m.binaries[&path].hash.to_string())],
             ..Default::default()
         };
         let r = runner.run_captured(&module, "_start", &inv).unwrap();

@@ -4,8 +4,8 @@
 mod common;
 
 use common::*;
-use megabin::manifest::{digest_string, sha256_string};
 use megabin::rootfs::resolve;
+use megabin_format::Digest;
 use runtime_check::cases::load_cases;
 use runtime_check::{Runner, Status};
 
@@ -25,11 +25,11 @@ fn sample_rootfs_manifest_matches_the_files() {
     assert!(m.id_is_consistent());
     assert_eq!(m.megabinary, "container.wasm");
     let wasm = std::fs::read(out.join("container.wasm")).unwrap();
-    assert_eq!(m.megabinaries["container.wasm"], sha256_string(&wasm));
+    assert_eq!(m.megabinaries["container.wasm"], Digest::of(&wasm));
     for (path, b) in &m.binaries {
         let host = resolve(&sample_rootfs(), path).unwrap().host;
         let bytes = std::fs::read(&host).unwrap();
-        assert_eq!(b.hash, sha256_string(&bytes), "{path}");
+        assert_eq!(b.hash, Digest::of(&bytes), "{path}");
         assert_eq!(b.size, bytes.len() as u64);
         assert!(b.entry_point.ends_with("_start"));
     }
@@ -58,7 +58,7 @@ fn sample_rootfs_manifest_matches_the_files() {
     let o = build(&sample_rootfs(), &out, &["--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["programs"], 13);
-    assert_eq!(v["container_id"], m.container_id.as_str());
+    assert_eq!(v["container_id"], m.container_id.to_string());
 }
 
 #[test]
@@ -73,7 +73,7 @@ fn every_entry_runs_by_digest_and_by_argv0_like_standalone() {
         .unwrap();
     for case in load_cases() {
         let path = format!("/usr/bin/{}", case.program);
-        let digest = m.binaries[&path].hash.clone();
+        let digest = m.binaries[&path].hash;
         let wasm = std::fs::read(sample_rootfs().join(&path[1..])).unwrap();
         let standalone = runner.compile(&wasm).unwrap();
         for by_digest in [true, false] {
@@ -89,7 +89,7 @@ fn every_entry_runs_by_digest_and_by_argv0_like_standalone() {
                 .unwrap();
             if by_digest {
                 // Only the megabinary gets MEGABIN_ENTRY; its bridge hides it from the program.
-                case.env.insert("MEGABIN_ENTRY".into(), digest.clone());
+                case.env.insert("MEGABIN_ENTRY".into(), digest.to_string());
             }
             let b = runner
                 .run_captured(
@@ -192,7 +192,7 @@ fn symlinks_never_leave_the_rootfs() {
     let o = build(&root, &out, &[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let m = manifest(&out);
-    let real = sha256_string(&std::fs::read(root.join("usr/bin/real")).unwrap());
+    let real = Digest::of(&std::fs::read(root.join("usr/bin/real")).unwrap());
     assert_eq!(m.binaries["/usr/bin/ok"].hash, real);
     assert_eq!(
         m.binaries["/usr/bin/clamped"].hash, real,
@@ -312,10 +312,10 @@ fn three_hundred_programs_build_into_shards_and_all_run() {
         let r = runner.run_captured(module, "_start", &inv).unwrap();
         assert_eq!(String::from_utf8_lossy(&r.stdout), format!("program {i}\n"));
         assert_eq!(r.status, Status::Exit(i % 7));
-        assert_eq!(
-            b.hash,
-            digest_string(&megabin::manifest::parse_digest(&b.hash).unwrap())
-        );
+        // Written in the canonical form (lowercase hex) that reads back to the same digest.
+        let text = serde_json::to_value(b.hash).unwrap();
+        assert_eq!(text, b.hash.to_string());
+        assert_eq!(text.as_str().unwrap().parse::<Digest>().unwrap(), b.hash);
     }
     assert_eq!(modules.len(), 4, "programs ran from every shard");
 }
@@ -355,7 +355,10 @@ fn programs_sharing_a_basename_are_reachable_by_digest_only() {
     );
     assert!(String::from_utf8_lossy(&ambiguous.stderr).contains("is called cat"));
     for (path, text) in [("/a/cat", "a\n"), ("/b/cat", "b\n")] {
-        let r = run(&["cat"], &[("MEGABIN_ENTRY", &m.binaries[path].hash)]);
+        let r = run(
+            &["cat"],
+            &[("MEGABIN_ENTRY", &m.binaries[path].hash.to_string())],
+        );
         assert_eq!(String::from_utf8_lossy(&r.stdout), text);
     }
     assert_eq!(

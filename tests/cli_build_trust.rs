@@ -6,7 +6,8 @@
 mod common;
 
 use common::*;
-use megabin::manifest::{container_id, sha256_string, Manifest};
+use megabin::manifest::{container_id, Manifest};
+use megabin_format::Digest;
 use std::io::Write;
 use std::os::unix::fs::symlink;
 use std::path::Path;
@@ -249,7 +250,7 @@ fn planted_symlinks_in_the_output_directory_are_never_followed() {
     let m = manifest(&out);
     assert_eq!(
         m.megabinaries["container.wasm"],
-        sha256_string(&std::fs::read(out.join("container.wasm")).unwrap())
+        Digest::of(&std::fs::read(out.join("container.wasm")).unwrap())
     );
 }
 
@@ -273,7 +274,7 @@ fn replace_all(bytes: &mut [u8], from: &[u8], to: &[u8]) -> usize {
 /// Recomputes the megabinaries' digests and the container id from the files in `out`.
 fn reseal(out: &Path, m: &mut Manifest) {
     for (name, digest) in m.megabinaries.iter_mut() {
-        *digest = sha256_string(&std::fs::read(out.join(name)).unwrap());
+        *digest = Digest::of(&std::fs::read(out.join(name)).unwrap());
     }
     m.container_id = container_id(&m.megabinaries, &m.binaries, &m.agent_tools, m.aot.as_ref());
     assert!(m.id_is_consistent());
@@ -313,17 +314,15 @@ fn verify_rootfs_reports_code_not_built_from_the_rootfs() {
 
     // Forge: the megabinary's digest tables (dispatcher table and entries section) and the
     // manifest now name the real hello; every digest and the id are recomputed.
-    let real_digest = sha256_string(&std::fs::read(real.join("usr/bin/hello")).unwrap());
-    let evil_digest = sha256_string(&evil_hello);
-    let hex = |d: &str| d.trim_start_matches("sha256:").to_string();
-    let raw = |d: &str| megabin::manifest::parse_digest(d).unwrap();
+    let real_digest = Digest::of(&std::fs::read(real.join("usr/bin/hello")).unwrap());
+    let evil_digest = Digest::of(&evil_hello);
     let wasm_path = out.join("container.wasm");
     let mut wasm = std::fs::read(&wasm_path).unwrap();
-    let patched = replace_all(&mut wasm, &raw(&evil_digest), &raw(&real_digest))
+    let patched = replace_all(&mut wasm, &evil_digest.0, &real_digest.0)
         + replace_all(
             &mut wasm,
-            hex(&evil_digest).as_bytes(),
-            hex(&real_digest).as_bytes(),
+            evil_digest.hex().as_bytes(),
+            real_digest.hex().as_bytes(),
         );
     assert!(patched >= 2, "digest tables found: {patched}");
     std::fs::write(&wasm_path, &wasm).unwrap();
@@ -331,13 +330,13 @@ fn verify_rootfs_reports_code_not_built_from_the_rootfs() {
     let real_size = std::fs::metadata(real.join("usr/bin/hello")).unwrap().len();
     for b in m.binaries.values_mut() {
         if b.hash == evil_digest {
-            b.hash = real_digest.clone();
+            b.hash = real_digest;
             b.size = real_size;
         }
     }
     for tool in m.agent_tools.values_mut() {
         if tool.digest == evil_digest {
-            tool.digest = real_digest.clone();
+            tool.digest = real_digest;
         }
     }
     reseal(&out, &mut m);
@@ -374,7 +373,7 @@ fn verify_rootfs_lists_programs_a_stale_build_lacks() {
         assert!(
             err.contains(&format!(
                 "{path}: WASI program in the rootfs ({}) that the build lacks",
-                sha256_string(&wat_program("newer\n", 0))
+                Digest::of(&wat_program("newer\n", 0))
             )),
             "{err}"
         );

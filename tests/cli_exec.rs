@@ -178,7 +178,7 @@ fn programs_are_found_by_bare_name_directory_symlink_and_short_digest() {
         assert_eq!(o.status.code(), Some(0), "{program}: {}", text(&o.stderr));
         assert_eq!(text(&o.stdout), format!("{hello}{argv0}\n"), "{program}");
     }
-    let digest = manifest(&out).binaries["/usr/bin/hello"].hash.clone();
+    let digest = manifest(&out).binaries["/usr/bin/hello"].hash.to_string();
     let o = run(&out, &root, &[&digest[..7 + 12]]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert!(text(&o.stdout).starts_with(hello));
@@ -218,7 +218,7 @@ fn list_shows_every_runnable_path_name_and_tool() {
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     let l: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(l["container_id"], m.container_id.as_str());
+    assert_eq!(l["container_id"], m.container_id.to_string());
     let mut paths: Vec<String> = l["programs"]
         .as_array()
         .unwrap()
@@ -232,7 +232,7 @@ fn list_shows_every_runnable_path_name_and_tool() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|p| p["digest"] == m.binaries["/usr/bin/hello"].hash.as_str())
+        .find(|p| p["digest"] == m.binaries["/usr/bin/hello"].hash.to_string())
         .unwrap();
     assert!(hello["names"].as_array().unwrap().contains(&"hello".into()));
     assert_eq!(
@@ -241,7 +241,7 @@ fn list_shows_every_runnable_path_name_and_tool() {
     );
     let o = megabin().arg("list").arg(&out).output().unwrap();
     let table = text(&o.stdout);
-    let short = &m.binaries["/usr/bin/hello"].hash[..7 + 12];
+    let short = &m.binaries["/usr/bin/hello"].hash.to_string()[..7 + 12];
     assert!(
         table.contains(short) && table.contains("/usr/bin/hello"),
         "{table}"

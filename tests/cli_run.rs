@@ -230,8 +230,8 @@ fn tampering_is_refused_before_anything_runs() {
     // a hash edited in the manifest (container_id no longer matches)
     let mpath = out.join("manifest.json");
     let text = std::fs::read_to_string(&mpath).unwrap();
-    let cat_hash = manifest(&out).binaries["/usr/bin/cat"].hash.clone();
-    let hello_hash = manifest(&out).binaries["/usr/bin/hello"].hash.clone();
+    let cat_hash = manifest(&out).binaries["/usr/bin/cat"].hash.to_string();
+    let hello_hash = manifest(&out).binaries["/usr/bin/hello"].hash.to_string();
     std::fs::write(&mpath, text.replace(&hello_hash, &cat_hash)).unwrap();
     refused(
         &run_cmd(&out, &root, &[], "/usr/bin/cat", &[])
@@ -393,7 +393,10 @@ fn inspect_lists_entries_of_a_build_and_of_a_bare_megabinary() {
         .iter()
         .any(|p| p == "/usr/bin/hi"));
     let m = manifest(&out);
-    assert_eq!(hello["digest"], m.binaries["/usr/bin/hello"].hash.as_str());
+    assert_eq!(
+        hello["digest"],
+        m.binaries["/usr/bin/hello"].hash.to_string()
+    );
     let bare = megabin()
         .arg("inspect")
         .arg(out.join("container.wasm"))

@@ -5,7 +5,8 @@
 mod common;
 
 use common::*;
-use megabin::manifest::{container_id, sha256_string, Manifest};
+use megabin::manifest::{container_id, Manifest};
+use megabin_format::Digest;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -66,7 +67,7 @@ fn hello_ok(o: &Output) {
 #[test]
 fn a_forged_but_self_consistent_build_is_refused_under_a_pin() {
     let (tmp, root, out) = sample(&[]);
-    let real_id = manifest(&out).container_id;
+    let real_id = manifest(&out).container_id.to_string();
     let real_hello = std::fs::read(root.join("usr/bin/hello")).unwrap();
     let real_digest: [u8; 32] = sha2_digest(&real_hello);
 
@@ -90,17 +91,17 @@ fn a_forged_but_self_consistent_build_is_refused_under_a_pin() {
     }
     assert!(patched >= 1, "the evil digest is in the dispatcher table");
     std::fs::write(&wasm_path, &wasm).unwrap();
-    let evil_hex = megabin::manifest::digest_string(&evil_digest);
-    let real_hex = megabin::manifest::digest_string(&real_digest);
+    let evil_hex = Digest(evil_digest);
+    let real_hex = Digest(real_digest);
     rewrite(&evil_out, |m| {
         for b in m.binaries.values_mut() {
             if b.hash == evil_hex {
-                b.hash = real_hex.clone();
+                b.hash = real_hex;
                 b.size = real_hello.len() as u64;
             }
         }
         m.megabinaries
-            .insert("container.wasm".into(), sha256_string(&wasm));
+            .insert("container.wasm".into(), Digest::of(&wasm));
     });
     // Without a pin the forgery (in a directory you own) is what ownership trusts: it runs.
     let cache = tmp.path().join("cache");
@@ -177,7 +178,7 @@ fn a_forged_but_self_consistent_build_is_refused_under_a_pin() {
 }
 
 fn sha2_digest(bytes: &[u8]) -> [u8; 32] {
-    megabin::manifest::parse_digest(&sha256_string(bytes)).unwrap()
+    Digest::of(bytes).0
 }
 
 /// (b) A manifest naming a megabinary by an absolute path or `../x` is refused, even when its
@@ -217,7 +218,7 @@ fn manifest_names_must_be_plain_file_names_inside_out() {
 #[test]
 fn an_out_others_can_write_is_not_trusted_without_a_pin() {
     let (tmp, root, out) = sample(&["--aot"]);
-    let id = manifest(&out).container_id;
+    let id = manifest(&out).container_id.to_string();
     let cache = tmp.path().join("cache");
     // Forge the artifact: flip bytes in the middle (native code), recompute every digest.
     let cwasm = out.join("container.cwasm");
@@ -232,7 +233,7 @@ fn an_out_others_can_write_is_not_trusted_without_a_pin() {
             .as_mut()
             .unwrap()
             .artifacts
-            .insert("container.cwasm".into(), sha256_string(&forged));
+            .insert("container.cwasm".into(), Digest::of(&forged));
     });
     for (what, mode_dir, mode_file) in [("dir", 0o777, 0o644), ("file", 0o755, 0o666)] {
         chmod(&out, mode_dir);
@@ -280,7 +281,7 @@ fn an_out_others_can_write_is_not_trusted_without_a_pin() {
 #[test]
 fn a_pinned_build_runs_from_a_shared_directory() {
     let (tmp, root, out) = sample(&["--aot"]);
-    let id = manifest(&out).container_id;
+    let id = manifest(&out).container_id.to_string();
     chmod(&out, 0o777);
     chmod(&out.join("container.cwasm"), 0o666);
     let cache = tmp.path().join("cache");
@@ -557,9 +558,7 @@ fn measurements_are_used_until_the_file_changes_and_rehash_ignores_them() {
     // modified file with the real digest, and only --rehash sees through it.
     std::thread::sleep(Duration::from_millis(300));
     let meta = std::fs::metadata(&hello).unwrap();
-    let real = megabin::manifest::digest_string(&sha2_digest(
-        &std::fs::read(sample_rootfs().join("usr/bin/hello")).unwrap(),
-    ));
+    let real = Digest::of(&std::fs::read(sample_rootfs().join("usr/bin/hello")).unwrap());
     let forged = serde_json::json!({
         "identity": {
             "dev": meta.dev(), "ino": meta.ino(), "size": meta.size(),
@@ -584,7 +583,7 @@ fn measurements_are_used_until_the_file_changes_and_rehash_ignores_them() {
 fn digests_are_accepted_in_upper_case() {
     let (tmp, root, out) = sample(&[]);
     let cache = tmp.path().join("cache");
-    let d = manifest(&out).binaries["/usr/bin/hello"].hash.clone();
-    let upper = format!("sha256:{}", d.trim_start_matches("sha256:").to_uppercase());
+    let d = manifest(&out).binaries["/usr/bin/hello"].hash;
+    let upper = format!("sha256:{}", d.hex().to_uppercase());
     hello_ok(&run_in(&cache, &out, &root, &[], &[&upper]));
 }

@@ -246,8 +246,7 @@ fn run_standalone(module: &str, cwasm: bool, export: &str, args: &[String]) -> R
 fn lookup(out: &Path, path: &str) -> Result<([u8; 32], PathBuf)> {
     let m = runtime_check::verify::load_manifest(out).map_err(|e| anyhow::anyhow!("{e}"))?;
     let b = m.binaries.get(path).context("program not in manifest")?;
-    let digest = runtime_check::manifest::parse_digest(&b.hash).context("digest")?;
-    Ok((digest, out.join(&b.megabinary)))
+    Ok((b.hash.0, out.join(&b.megabinary)))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -466,7 +465,7 @@ fn io(out: &Path, dir: &Path) -> Result<()> {
     for (label, prog, args, bytes) in cases {
         let path = format!("/usr/bin/{prog}");
         let b = m.binaries.get(&path).context("io program missing")?;
-        let digest = runtime_check::manifest::parse_digest(&b.hash).context("digest")?;
+        let digest = b.hash.0;
         let wasm = std::fs::read(dir.join("rootfs-io/usr/bin").join(&prog))?;
         let alone = Harness::new(&engine, &Module::new(&engine, wasm)?)?;
         let budget = Duration::from_secs(3);
@@ -614,7 +613,7 @@ fn aotload(outs: &[String]) -> Result<()> {
         });
         let bytes = std::fs::read(&file)?;
         let (hash, _) = sample(1, 20, budget, || {
-            runtime_check::manifest::sha256_string(&bytes);
+            megabin_format::Digest::of(&bytes);
         });
         // SAFETY: artifacts `megabin build --aot` just wrote for this engine configuration.
         let (de, _) = sample(1, 20, budget, || unsafe {

@@ -23,6 +23,8 @@ use crate::trust::{Container, FileError, VerifiedFile};
 use crate::verify::refused;
 use crate::verify::Refusal;
 #[cfg(feature = "compiler")]
+use megabin_format::Digest;
+#[cfg(feature = "compiler")]
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use wasmtime::{Engine, Module};
@@ -76,20 +78,23 @@ pub struct LoadOptions<'a> {
 #[cfg(feature = "compiler")]
 #[derive(Debug, Serialize, Deserialize)]
 struct CacheRecord {
-    /// `sha256:<hex>` of the `.cwasm` entry.
-    digest: String,
+    /// The digest of the `.cwasm` entry.
+    digest: Digest,
     /// The megabinary it was compiled from.
-    megabinary: String,
+    megabinary: Digest,
     /// The engine it was compiled for.
     engine: String,
 }
 
 /// The cache key of a megabinary for an engine: file-name safe.
 #[cfg(feature = "compiler")]
-pub fn cache_key(megabinary_digest: &str, engine: &Engine) -> String {
-    let hex = megabinary_digest.trim_start_matches("sha256:");
+pub fn cache_key(megabinary_digest: &Digest, engine: &Engine) -> String {
     let engine = engine_id(engine);
-    format!("{hex}-{}", engine.trim_start_matches("wasmtime/"))
+    format!(
+        "{}-{}",
+        megabinary_digest.hex(),
+        engine.trim_start_matches("wasmtime/")
+    )
 }
 
 /// Loads the code of `megabinary` (see the module documentation).
@@ -175,7 +180,7 @@ fn compile_or_cached(
     drop(wasm);
     on(LoadEvent::Compiled);
     let written = opts.cache.and_then(|cache| {
-        let native_digest: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(&native).into();
+        let native_digest = Digest::of(&native);
         let path = store_cached(cache, &key, digest, engine, &native_digest, &native)
             .map_err(|e| on(LoadEvent::CacheProblem(e)))
             .ok()?;
@@ -276,7 +281,6 @@ fn load_cached(
     let actual = measurer
         .digest(&opened)
         .map_err(|e| corrupt(format!("cannot be read: {e}")))?;
-    let actual = crate::manifest::digest_string(&actual);
     if actual != record.digest {
         return Err(corrupt(format!(
             "was modified or truncated: it hashes to {actual}, its record says {}",
@@ -295,14 +299,14 @@ fn load_cached(
 fn store_cached(
     cache: &Cache,
     key: &str,
-    megabinary_digest: &str,
+    megabinary_digest: &Digest,
     engine: &Engine,
-    native_digest: &[u8; 32],
+    native_digest: &Digest,
     native: &[u8],
 ) -> Result<PathBuf, String> {
     let record = CacheRecord {
-        digest: crate::manifest::digest_string(native_digest),
-        megabinary: megabinary_digest.to_string(),
+        digest: *native_digest,
+        megabinary: *megabinary_digest,
         engine: engine_id(engine),
     };
     let err =

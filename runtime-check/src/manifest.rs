@@ -17,11 +17,11 @@ pub struct Manifest {
     pub format: String,
     /// sha256 over the megabinaries' digests, the binaries map, the agent tools and the AOT
     /// artifacts (see [`container_id`]).
-    pub container_id: String,
+    pub container_id: Digest,
     /// The first megabinary's file name.
     pub megabinary: String,
     /// Every megabinary file name → its `sha256:` digest.
-    pub megabinaries: BTreeMap<String, String>,
+    pub megabinaries: BTreeMap<String, Digest>,
     /// Absolute rootfs path → program.
     pub binaries: BTreeMap<String, Binary>,
     /// Agent tool name → the program it names, with what `serve` tells agents about it.
@@ -62,7 +62,7 @@ pub struct Aot {
     /// runner with another engine id must not load them.
     pub engine: String,
     /// Artifact file name (`container.cwasm`) → its `sha256:` digest.
-    pub artifacts: BTreeMap<String, String>,
+    pub artifacts: BTreeMap<String, Digest>,
 }
 
 /// An agent tool: a program of the build offered to agents (by `megabin serve`).
@@ -72,8 +72,8 @@ pub struct Aot {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(from = "AgentToolForm", into = "AgentToolForm")]
 pub struct AgentTool {
-    /// `sha256:<hex>` of the program.
-    pub digest: String,
+    /// The program's digest.
+    pub digest: Digest,
     /// The absolute in-rootfs path the tool was configured with (`None` only in manifests
     /// of earlier releases).
     pub path: Option<String>,
@@ -89,7 +89,7 @@ pub struct AgentTool {
 
 impl AgentTool {
     /// A tool with only a digest and a path.
-    pub fn new(digest: String, path: String) -> Self {
+    pub fn new(digest: Digest, path: String) -> Self {
         AgentTool {
             digest,
             path: Some(path),
@@ -106,7 +106,7 @@ impl AgentTool {
 #[serde(untagged)]
 enum AgentToolForm {
     /// Earlier releases: the digest only.
-    Bare(String),
+    Bare(Digest),
     /// The object form.
     Object(AgentToolObject),
 }
@@ -114,7 +114,7 @@ enum AgentToolForm {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AgentToolObject {
-    digest: String,
+    digest: Digest,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     path: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -167,8 +167,8 @@ impl From<AgentTool> for AgentToolForm {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Binary {
-    /// `sha256:<hex>` of the file content.
-    pub hash: String,
+    /// The digest of the file content.
+    pub hash: Digest,
     /// Export that starts it, `<name>_start`.
     pub entry_point: String,
     /// File name of the megabinary that holds it.
@@ -182,34 +182,19 @@ pub struct Binary {
     pub stubbed_imports: Vec<String>,
 }
 
-/// `sha256:<hex>` of a digest's bytes.
-pub fn digest_string(digest: &[u8; 32]) -> String {
-    Digest(*digest).to_string()
-}
-
-/// Parses `sha256:<64 hex>` (hex digits in either case) into bytes.
-pub fn parse_digest(s: &str) -> Option<[u8; 32]> {
-    s.parse::<Digest>().ok().map(|d| d.0)
-}
-
-/// sha256 of `bytes` as `sha256:<hex>`.
-pub fn sha256_string(bytes: &[u8]) -> String {
-    Digest::of(bytes).to_string()
-}
-
 /// The container id: sha256 of the compact JSON array
 /// `[format, megabinaries, binaries, agent_tools, aot]` (maps with sorted keys, struct fields
 /// in declaration order, `aot` null when absent), so a change to any megabinary, artifact,
 /// path, hash, entry point or agent tool changes it.
 pub fn container_id(
-    megabinaries: &BTreeMap<String, String>,
+    megabinaries: &BTreeMap<String, Digest>,
     binaries: &BTreeMap<String, Binary>,
     agent_tools: &BTreeMap<String, AgentTool>,
     aot: Option<&Aot>,
-) -> String {
+) -> Digest {
     let canonical = serde_json::to_vec(&(FORMAT, megabinaries, binaries, agent_tools, aot))
         .expect("maps serialize");
-    sha256_string(&canonical)
+    Digest::of(&canonical)
 }
 
 impl Manifest {
@@ -239,12 +224,12 @@ mod tests {
     #[test]
     fn container_id_covers_every_trusted_field() {
         let mut m = BTreeMap::new();
-        m.insert("container.wasm".to_string(), sha256_string(b"a"));
+        m.insert("container.wasm".to_string(), Digest::of(b"a"));
         let mut b = BTreeMap::new();
         b.insert(
             "/bin/x".to_string(),
             Binary {
-                hash: sha256_string(b"x"),
+                hash: Digest::of(b"x"),
                 entry_point: "x_start".into(),
                 megabinary: "container.wasm".into(),
                 size: 1,
@@ -254,7 +239,7 @@ mod tests {
         let tools = BTreeMap::new();
         let id = container_id(&m, &b, &tools, None);
         let mut m2 = m.clone();
-        m2.insert("container.wasm".into(), sha256_string(b"b"));
+        m2.insert("container.wasm".into(), Digest::of(b"b"));
         assert_ne!(id, container_id(&m2, &b, &tools, None));
         let mut b2 = b.clone();
         b2.get_mut("/bin/x").unwrap().entry_point = "y_start".into();
@@ -263,7 +248,7 @@ mod tests {
         b3.get_mut("/bin/x").unwrap().stubbed_imports = vec!["env::host_call".into()];
         assert_ne!(id, container_id(&m, &b3, &tools, None));
         let mut t2 = tools.clone();
-        let tool = AgentTool::new(sha256_string(b"x"), "/bin/x".into());
+        let tool = AgentTool::new(Digest::of(b"x"), "/bin/x".into());
         t2.insert("tool".into(), tool.clone());
         assert_ne!(id, container_id(&m, &b, &t2, None));
         // Every field of a tool is covered: a description or limit agents see, too.
@@ -281,28 +266,27 @@ mod tests {
         );
         let aot = Aot {
             engine: "e".into(),
-            artifacts: [("container.cwasm".to_string(), sha256_string(b"n"))].into(),
+            artifacts: [("container.cwasm".to_string(), Digest::of(b"n"))].into(),
         };
         assert_ne!(id, container_id(&m, &b, &tools, Some(&aot)));
-        assert_eq!(
-            parse_digest(&sha256_string(b"x")).map(|d| digest_string(&d)),
-            Some(sha256_string(b"x"))
-        );
-        assert!(parse_digest("sha256:zz").is_none());
     }
 
     #[test]
     fn agent_tools_read_both_forms_and_write_objects() {
-        let old: AgentTool = serde_json::from_str(&format!("\"{}\"", sha256_string(b"x"))).unwrap();
-        assert_eq!(old.digest, sha256_string(b"x"));
+        let old: AgentTool = serde_json::from_str(&format!("\"{}\"", Digest::of(b"x"))).unwrap();
+        assert_eq!(old.digest, Digest::of(b"x"));
         assert_eq!(old.path, None);
-        let mut t = AgentTool::new(sha256_string(b"x"), "/bin/x".into());
+        let mut t = AgentTool::new(Digest::of(b"x"), "/bin/x".into());
         t.max_memory = Some(1 << 20);
         let json = serde_json::to_value(&t).unwrap();
         assert_eq!(json["path"], "/bin/x");
         assert_eq!(json["max_memory"], 1 << 20);
         assert!(json.get("description").is_none());
         assert_eq!(serde_json::from_value::<AgentTool>(json).unwrap(), t);
-        assert!(serde_json::from_str::<AgentTool>(r#"{"digest":"x","bogus":1}"#).is_err());
+        assert!(serde_json::from_str::<AgentTool>(&format!(
+            r#"{{"digest":"{}","bogus":1}}"#,
+            Digest::of(b"x")
+        ))
+        .is_err());
     }
 }

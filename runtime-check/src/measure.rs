@@ -14,8 +14,9 @@
 
 use crate::cache::Cache;
 use crate::open::Opened;
+use megabin_format::Digest;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 use std::fs::Metadata;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -53,8 +54,8 @@ impl Identity {
 #[derive(Debug, Serialize, Deserialize)]
 struct Record {
     identity: Identity,
-    /// `sha256:<hex>` of the content.
-    digest: String,
+    /// The content's digest.
+    digest: Digest,
 }
 
 /// Measures files, using and filling the cache's measurements when there is a cache.
@@ -73,7 +74,7 @@ impl<'a> Measurer<'a> {
 
     /// The sha256 of the opened file's content: from a record that still matches its `fstat`,
     /// else by reading the whole file through its descriptor.
-    pub fn digest(&self, opened: &Opened) -> std::io::Result<[u8; 32]> {
+    pub fn digest(&self, opened: &Opened) -> std::io::Result<Digest> {
         let id = Identity::of(&opened.meta);
         if !self.rehash {
             if let Some(d) = self.recorded(&id) {
@@ -81,7 +82,7 @@ impl<'a> Measurer<'a> {
             }
         }
         let started = SystemTime::now();
-        let digest = hash_open_file(opened)?;
+        let digest = Digest(hash_open_file(opened)?);
         let after = Identity::of(&opened.file.metadata()?);
         if after == id && !is_racy(&id, started) {
             self.record(&id, &digest);
@@ -89,21 +90,19 @@ impl<'a> Measurer<'a> {
         Ok(digest)
     }
 
-    fn recorded(&self, id: &Identity) -> Option<[u8; 32]> {
+    fn recorded(&self, id: &Identity) -> Option<Digest> {
         let bytes = self
             .cache?
             .read_entry("measured", &id.record_name(), 4096)?;
         let r: Record = serde_json::from_slice(&bytes).ok()?;
-        (r.identity == *id)
-            .then(|| crate::manifest::parse_digest(&r.digest))
-            .flatten()
+        (r.identity == *id).then_some(r.digest)
     }
 
     /// Records the digest of a file this process has just written itself into the private
     /// cache, from the bytes it wrote (so the next run does not hash it): no racy-timestamp
     /// guard is needed, since nobody but the cache's owner can write there, and a later
     /// change of the file still changes its ctime.
-    pub fn record_written(&self, path: &std::path::Path, digest: &[u8; 32]) {
+    pub fn record_written(&self, path: &std::path::Path, digest: &Digest) {
         if let Ok(meta) = std::fs::symlink_metadata(path) {
             if meta.is_file() {
                 self.record(&Identity::of(&meta), digest);
@@ -111,11 +110,11 @@ impl<'a> Measurer<'a> {
         }
     }
 
-    fn record(&self, id: &Identity, digest: &[u8; 32]) {
+    fn record(&self, id: &Identity, digest: &Digest) {
         if let Some(cache) = self.cache {
             let r = Record {
                 identity: *id,
-                digest: crate::manifest::digest_string(digest),
+                digest: *digest,
             };
             let bytes = serde_json::to_vec(&r).expect("record serializes");
             // A cache that cannot be written only costs a re-hash next time.
@@ -161,11 +160,11 @@ mod tests {
         std::thread::sleep(RACY_WINDOW * 2);
         let m = Measurer::new(Some(&cache), false);
         let first = m.digest(&open_regular(&f).unwrap()).unwrap();
-        assert_eq!(first, <[u8; 32]>::from(Sha256::digest(b"one")));
+        assert_eq!(first, Digest::of(b"one"));
         let id = Identity::of(&std::fs::metadata(&f).unwrap());
         assert_eq!(m.recorded(&id), Some(first));
         // Forge the record: a matching identity is trusted (that is the point), ...
-        let fake = [7u8; 32];
+        let fake = Digest([7u8; 32]);
         m.record(&id, &fake);
         assert_eq!(m.digest(&open_regular(&f).unwrap()).unwrap(), fake);
         // ... --rehash is not fooled, and any change of the file means a full re-hash.
@@ -175,7 +174,7 @@ mod tests {
         std::fs::write(&f, b"two").unwrap();
         assert_eq!(
             m.digest(&open_regular(&f).unwrap()).unwrap(),
-            <[u8; 32]>::from(Sha256::digest(b"two"))
+            Digest::of(b"two")
         );
     }
 

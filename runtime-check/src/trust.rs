@@ -10,10 +10,11 @@
 //! - **ownership**, without a pin: OUT and every file read from it must be private (owned by
 //!   the invoking user or root, not writable by group or others), as OpenSSH's StrictModes.
 
-use crate::manifest::{container_id, digest_string, sha256_string, Manifest, FORMAT};
+use crate::manifest::{container_id, Manifest, FORMAT};
 use crate::measure::Measurer;
 use crate::open::{not_private, open_dir, open_regular_at, read_all, OpenError, Opened};
 use crate::verify::{refused, Refusal, EXIT_NOT_FOUND};
+use megabin_format::Digest;
 use std::fs::File;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
@@ -29,7 +30,7 @@ const MAX_MANIFEST_BYTES: u64 = 256 << 20;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TrustRoot {
     /// The `container_id` pinned out of band (`sha256:<hex>`, lower case).
-    Pinned(String),
+    Pinned(Digest),
     /// OUT and the files read from it are private to the invoking user (or root).
     Ownership,
 }
@@ -82,10 +83,10 @@ pub struct Container {
 }
 
 /// Parses a pin: `sha256:` and 64 hex digits (either case). Returns the canonical form.
-pub fn parse_pin(s: &str) -> Result<String, String> {
-    crate::manifest::parse_digest(s.trim())
-        .map(|d| crate::manifest::digest_string(&d))
-        .ok_or_else(|| format!("`{s}` is not a container id (sha256:<64 hex digits>)"))
+pub fn parse_pin(s: &str) -> Result<Digest, String> {
+    s.trim()
+        .parse::<Digest>()
+        .map_err(|_| format!("`{s}` is not a container id (sha256:<64 hex digits>)"))
 }
 
 fn ownership_refusal(what: &Path, why: &str) -> Refusal {
@@ -114,8 +115,8 @@ pub fn check_plain_name(name: &str) -> Result<(), String> {
 }
 
 impl Container {
-    /// Opens OUT with an optional pin (canonical `sha256:<hex>`, see [`parse_pin`]).
-    pub fn open(out: &Path, pin: Option<&str>) -> Result<Container, Refusal> {
+    /// Opens OUT with an optional pin (the expected `container_id`, see [`parse_pin`]).
+    pub fn open(out: &Path, pin: Option<Digest>) -> Result<Container, Refusal> {
         let (dir, meta) = open_dir(out).map_err(|e| match e {
             OpenError::Missing => Refusal {
                 exit_code: EXIT_NOT_FOUND,
@@ -124,7 +125,7 @@ impl Container {
             e => refused(format!("build output {}: {e}", out.display())),
         })?;
         let trust = match pin {
-            Some(p) => TrustRoot::Pinned(parse_pin(p).map_err(refused)?),
+            Some(p) => TrustRoot::Pinned(p),
             None => TrustRoot::Ownership,
         };
         if trust == TrustRoot::Ownership {
@@ -175,7 +176,7 @@ impl Container {
     pub fn verified_file(
         &self,
         name: &str,
-        expected: &str,
+        expected: &Digest,
         measurer: &Measurer,
     ) -> Result<VerifiedFile, FileError> {
         let path = self.out.join(name);
@@ -184,15 +185,15 @@ impl Container {
             |e: std::io::Error| FileError::Unusable(format!("cannot read {}: {e}", path.display()));
         let (actual, file) = match not_private(&opened.meta) {
             None => (
-                digest_string(&measurer.digest(&opened).map_err(read_err)?),
+                measurer.digest(&opened).map_err(read_err)?,
                 VerifiedFile::Mapped(opened.file),
             ),
             Some(_) => {
                 let bytes = read_all(&opened.file, opened.meta.len()).map_err(read_err)?;
-                (sha256_string(&bytes), VerifiedFile::Bytes(bytes))
+                (Digest::of(&bytes), VerifiedFile::Bytes(bytes))
             }
         };
-        if actual != expected {
+        if actual != *expected {
             return Err(FileError::Mismatch(format!(
                 "{} does not match the manifest: expected {expected}, found {actual}",
                 path.display()
@@ -254,7 +255,7 @@ fn check_manifest(m: &Manifest, trust: &TrustRoot, path: &Path) -> Result<(), Re
     }
     let computed = container_id(&m.megabinaries, &m.binaries, &m.agent_tools, m.aot.as_ref());
     if let TrustRoot::Pinned(pin) = trust {
-        if &computed != pin {
+        if computed != *pin {
             return Err(refused(format!(
                 "{shown}: the build is not the pinned one: its contents have container_id \
                      {computed}, --expect-id is {pin}"

@@ -2,10 +2,11 @@
 //! digest, and the requested program's file hashes to what the manifest says. Every refusal
 //! carries the exit code the CLI uses (126 "found but refused", 127 "not found").
 
-use crate::manifest::{digest_string, parse_digest, Binary, Manifest};
+use crate::manifest::{Binary, Manifest};
 use crate::measure::Measurer;
 use crate::open::{open_regular, OpenError};
 use crate::trust::Container;
+use megabin_format::Digest;
 use std::path::{Path, PathBuf};
 
 /// Exit code: not found (unlisted path, skipped program, unknown digest or tool).
@@ -59,7 +60,7 @@ pub enum Request {
 #[derive(Clone, Debug)]
 pub struct Verified {
     /// The program's digest (verified against the file when a path was given).
-    pub digest: [u8; 32],
+    pub digest: Digest,
     /// Its entry point export.
     pub entry_point: String,
     /// The megabinary file that holds it.
@@ -80,8 +81,8 @@ pub fn hash_file(path: &Path) -> std::io::Result<[u8; 32]> {
     crate::measure::hash_open_file(&opened)
 }
 
-fn by_digest<'a>(manifest: &'a Manifest, digest: &str) -> Option<&'a Binary> {
-    manifest.binaries.values().find(|b| b.hash == digest)
+fn by_digest<'a>(manifest: &'a Manifest, digest: &Digest) -> Option<&'a Binary> {
+    manifest.binaries.values().find(|b| b.hash == *digest)
 }
 
 /// Shortest digest prefix accepted (as `sha256:<12 hex>`).
@@ -90,13 +91,9 @@ pub const MIN_DIGEST_PREFIX: usize = 12;
 /// The binary with digest `d`: a full `sha256:<64 hex>` (either case) or a unique prefix of at
 /// least [`MIN_DIGEST_PREFIX`] hex digits.
 fn by_digest_or_prefix<'a>(manifest: &'a Manifest, d: &str) -> Result<&'a Binary, Refusal> {
-    if let Some(full) = parse_digest(d) {
-        let canonical = digest_string(&full);
-        return by_digest(manifest, &canonical).ok_or_else(|| {
-            not_found(format!(
-                "no program with digest {canonical} in the manifest"
-            ))
-        });
+    if let Ok(full) = d.parse::<Digest>() {
+        return by_digest(manifest, &full)
+            .ok_or_else(|| not_found(format!("no program with digest {full} in the manifest")));
     }
     let hex = d
         .strip_prefix("sha256:")
@@ -113,11 +110,11 @@ fn by_digest_or_prefix<'a>(manifest: &'a Manifest, d: &str) -> Result<&'a Binary
     }
     let prefix = format!("sha256:{hex}");
     // Several paths may share a program: count distinct digests.
-    let found: std::collections::BTreeMap<&str, &Binary> = manifest
+    let found: std::collections::BTreeMap<Digest, &Binary> = manifest
         .binaries
         .values()
-        .filter(|b| b.hash.starts_with(&prefix))
-        .map(|b| (b.hash.as_str(), b))
+        .filter(|b| b.hash.hex().starts_with(&hex))
+        .map(|b| (b.hash, b))
         .collect();
     match found.len() {
         0 => Err(not_found(format!(
@@ -132,7 +129,7 @@ fn by_digest_or_prefix<'a>(manifest: &'a Manifest, d: &str) -> Result<&'a Binary
 
 /// The digest of the program file at `host` (rootfs path `path`), opened without blocking
 /// and without following a final symlink; measured once (see [`Measurer`]).
-fn program_digest(path: &str, host: &Path, measurer: &Measurer) -> Result<String, Refusal> {
+fn program_digest(path: &str, host: &Path, measurer: &Measurer) -> Result<Digest, Refusal> {
     let opened = open_regular(host).map_err(|e| match e {
         OpenError::Missing => not_found(format!("{path} does not exist in the rootfs")),
         e => refused(format!("{path} ({}) {e}", host.display())),
@@ -140,7 +137,7 @@ fn program_digest(path: &str, host: &Path, measurer: &Measurer) -> Result<String
     let d = measurer
         .digest(&opened)
         .map_err(|e| refused(format!("cannot read {path} ({}): {e}", host.display())))?;
-    Ok(digest_string(&d))
+    Ok(d)
 }
 
 impl Container {
@@ -190,10 +187,8 @@ impl Container {
                 })?
             }
         };
-        let digest = parse_digest(&binary.hash)
-            .ok_or_else(|| refused(format!("malformed digest {} in the manifest", binary.hash)))?;
         Ok(Verified {
-            digest,
+            digest: binary.hash,
             entry_point: binary.entry_point.clone(),
             megabinary: binary.megabinary.clone(),
         })

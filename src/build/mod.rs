@@ -14,10 +14,9 @@ pub use plan::{plan, shard_file, DEFAULT_MAX_SHARD_BYTES};
 
 pub use crate::config::CONFIG_FILE;
 use crate::config::{Config, ConfigError};
-use crate::manifest::{
-    container_id, digest_string, sha256_string, AgentTool, Aot, Binary, BuildInfo, Manifest, FORMAT,
-};
+use crate::manifest::{container_id, AgentTool, Aot, Binary, BuildInfo, Manifest, FORMAT};
 use crate::rootfs::{self, ScanError, ScanOptions};
+use megabin_format::Digest;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -103,7 +102,7 @@ pub enum BuildError {
 #[derive(Clone, Debug, Serialize)]
 pub struct Summary {
     /// Container id of the manifest written.
-    pub container_id: String,
+    pub container_id: megabin_format::Digest,
     /// Programs merged.
     pub programs: usize,
     /// Rootfs paths mapped to them.
@@ -184,7 +183,7 @@ pub fn build(opts: &BuildOptions) -> Result<Summary, BuildError> {
         *by_reason.entry(kind).or_insert(0) += 1;
     }
     Ok(Summary {
-        container_id: built.manifest.container_id.clone(),
+        container_id: built.manifest.container_id,
         programs: built.programs,
         paths: built.manifest.binaries.len(),
         megabinaries: built.megabinaries.iter().map(|(f, _)| f.clone()).collect(),
@@ -367,7 +366,7 @@ fn agent_tools(
                 agent_tools.insert(
                     tool.clone(),
                     AgentTool {
-                        digest: digest_string(&r.content.digest()),
+                        digest: r.content.digest().into(),
                         path: Some(path.clone()),
                         description: spec.description.clone(),
                         timeout_ms: spec.timeout_ms,
@@ -474,7 +473,7 @@ fn manifest(
                 binaries.insert(
                     path.clone(),
                     Binary {
-                        hash: digest_string(&r.content.digest()),
+                        hash: r.content.digest().into(),
                         entry_point: format!("{}_start", r.name),
                         megabinary: shard_file(k),
                         size: r.content.bytes().len() as u64,
@@ -484,15 +483,15 @@ fn manifest(
             }
         }
     }
-    let digests: BTreeMap<String, String> = megabinaries
+    let digests: BTreeMap<String, Digest> = megabinaries
         .iter()
-        .map(|(f, w)| (f.clone(), sha256_string(w)))
+        .map(|(f, w)| (f.clone(), Digest::of(w)))
         .collect();
     let aot = aot.map(|(engine, artifacts)| Aot {
         engine,
         artifacts: artifacts
             .iter()
-            .map(|(f, b)| (f.clone(), sha256_string(b)))
+            .map(|(f, b)| (f.clone(), Digest::of(b)))
             .collect(),
     });
     Manifest {

@@ -11,7 +11,7 @@ pub struct TrustArgs {
     /// The build's container_id, pinned out of band (CI log, image label): anything else is
     /// refused (126) before it is loaded, and OUT may then live anywhere.
     #[arg(long, value_name = "sha256:HEX", env = EXPECT_ID_ENV, value_parser = parse_pin)]
-    pub expect_id: Option<String>,
+    pub expect_id: Option<megabin_format::Digest>,
     /// Do not use the private compile and measurement cache.
     #[arg(long)]
     pub no_cache: bool,
@@ -25,7 +25,7 @@ pub struct TrustArgs {
 pub struct PinArgs {
     /// The build's container_id, pinned out of band.
     #[arg(long, value_name = "sha256:HEX", env = EXPECT_ID_ENV, value_parser = parse_pin)]
-    pub expect_id: Option<String>,
+    pub expect_id: Option<megabin_format::Digest>,
 }
 
 /// The number of worker threads when none is asked for: the available cores.

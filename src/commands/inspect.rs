@@ -99,7 +99,7 @@ pub fn inspect_file(path: &Path, manifest: Option<&Manifest>) -> Result<Inspecti
     let mut paths: BTreeMap<String, Vec<String>> = BTreeMap::new();
     if let Some(m) = manifest {
         for (p, b) in &m.binaries {
-            paths.entry(b.hash.clone()).or_default().push(p.clone());
+            paths.entry(b.hash.to_string()).or_default().push(p.clone());
         }
     }
     let (mut imports, mut functions, mut memories) = (Vec::new(), 0u32, 0u32);

@@ -6,6 +6,7 @@ use super::args::PinArgs;
 use super::error::CliError;
 use super::lookup::DEFAULT_PATH;
 use crate::manifest::Manifest;
+use megabin_format::Digest;
 use runtime_check::trust::Container;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -30,7 +31,7 @@ pub struct ListArgs {
 
 /// Runs the command: prints the listing of a trusted build.
 pub fn run(a: ListArgs) -> Result<ExitCode, CliError> {
-    let container = Container::open(&a.out, a.pin.expect_id.as_deref())
+    let container = Container::open(&a.out, a.pin.expect_id)
         .map_err(|r| CliError::from(r).in_command("list"))?;
     let l = listing(container.manifest());
     if a.json {
@@ -44,8 +45,8 @@ pub fn run(a: ListArgs) -> Result<ExitCode, CliError> {
 /// One runnable program.
 #[derive(Debug, Serialize)]
 pub struct Listed {
-    /// `sha256:<hex>`.
-    pub digest: String,
+    /// The program's digest.
+    pub digest: Digest,
     /// Its entry export.
     pub entry: String,
     /// The megabinary holding it.
@@ -60,7 +61,7 @@ pub struct Listed {
 #[derive(Debug, Serialize)]
 pub struct Listing {
     /// The build's id.
-    pub container_id: String,
+    pub container_id: Digest,
     /// Programs by digest order.
     pub programs: Vec<Listed>,
     /// Agent tool name → its record (program digest, path, description, limits).
@@ -69,10 +70,10 @@ pub struct Listing {
 
 /// The listing of a trusted manifest.
 pub fn listing(m: &Manifest) -> Listing {
-    let mut by_digest: BTreeMap<&str, Listed> = BTreeMap::new();
+    let mut by_digest: BTreeMap<Digest, Listed> = BTreeMap::new();
     for (path, b) in &m.binaries {
-        let l = by_digest.entry(&b.hash).or_insert_with(|| Listed {
-            digest: b.hash.clone(),
+        let l = by_digest.entry(b.hash).or_insert_with(|| Listed {
+            digest: b.hash,
             entry: b.entry_point.clone(),
             megabinary: b.megabinary.clone(),
             paths: Vec::new(),
@@ -92,23 +93,22 @@ pub fn listing(m: &Manifest) -> Listing {
                 continue;
             };
             if taken.insert(name.to_string()) {
-                if let Some(l) = by_digest.get_mut(b.hash.as_str()) {
+                if let Some(l) = by_digest.get_mut(&b.hash) {
                     l.names.push(name.to_string());
                 }
             }
         }
     }
     Listing {
-        container_id: m.container_id.clone(),
+        container_id: m.container_id,
         programs: by_digest.into_values().collect(),
         agent_tools: m.agent_tools.clone(),
     }
 }
 
 /// `sha256:<12 hex>`.
-pub fn short(digest: &str) -> String {
-    let hex = digest.trim_start_matches("sha256:");
-    format!("sha256:{}", &hex[..SHORT_DIGEST.min(hex.len())])
+pub fn short(digest: &Digest) -> String {
+    format!("{}{}", Digest::PREFIX, &digest.hex()[..SHORT_DIGEST])
 }
 
 /// Prints the listing as a table.

@@ -15,7 +15,7 @@ use wasmtime::{Engine, Module};
 
 /// Opens OUT under the pin of `t` (or ownership).
 pub fn open_container(out: &Path, t: &TrustArgs) -> Result<Container, Refusal> {
-    Container::open(out, t.expect_id.as_deref())
+    Container::open(out, t.expect_id)
 }
 
 /// The private cache, unless `--no-cache`; a cache that cannot be used is reported once and

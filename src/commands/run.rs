@@ -141,7 +141,7 @@ fn execute(
     let (module, _) = load_code(&engine, container, &verified.megabinary, &opts)?;
     let program = megabin_format::names::entry_of_start_export(&verified.entry_point)
         .unwrap_or(&verified.entry_point);
-    match run_module(&engine, &module, program, &verified.digest, config) {
+    match run_module(&engine, &module, program, verified.digest.bytes(), config) {
         Ok(code) => Ok(status(code)),
         Err(error) => Err(CliError::new(ErrorKind::Run {
             error,

@@ -8,7 +8,7 @@
 use super::args::PinArgs;
 use super::error::CliError;
 use crate::rootfs;
-use runtime_check::manifest::digest_string;
+use megabin_format::Digest;
 use runtime_check::measure::Measurer;
 use runtime_check::trust::Container;
 use runtime_check::verify::hash_file;
@@ -39,7 +39,7 @@ pub struct VerifyArgs {
 
 /// Runs the command: prints the problems (or that the build is consistent).
 pub fn run(a: VerifyArgs) -> Result<ExitCode, CliError> {
-    let container = Container::open(&a.out, a.pin.expect_id.as_deref())
+    let container = Container::open(&a.out, a.pin.expect_id)
         .map_err(|r| CliError::from(r).in_command("verify"))?;
     let rootfs = a.rootfs.as_deref();
     let problems = verify_build(&container, rootfs);
@@ -120,12 +120,12 @@ fn check_entries(
     let Some(map) = merger::read_entries_section(wasm) else {
         return vec![format!("{name}: no readable megabin.entries section")];
     };
-    let present: BTreeSet<(String, String, Vec<String>)> = map
+    let present: BTreeSet<(Digest, String, Vec<String>)> = map
         .entries
         .iter()
         .map(|e| {
             let stubbed = e.stubbed_imports.clone();
-            (e.digest.to_string(), e.start_export.clone(), stubbed)
+            (e.digest, e.start_export.clone(), stubbed)
         })
         .collect();
     let mut problems = Vec::new();
@@ -134,11 +134,7 @@ fn check_entries(
         .iter()
         .filter(|(_, b)| b.megabinary == name)
     {
-        let entry = (
-            b.hash.clone(),
-            b.entry_point.clone(),
-            b.stubbed_imports.clone(),
-        );
+        let entry = (b.hash, b.entry_point.clone(), b.stubbed_imports.clone());
         if !present.contains(&entry) {
             let stubs = match b.stubbed_imports.is_empty() {
                 true => String::new(),
@@ -161,9 +157,9 @@ fn check_program_files(manifest: &runtime_check::manifest::Manifest, root: &Path
             Err(e) => problems.push(format!("{path}: cannot be resolved in the rootfs ({e:?})")),
             Ok(t) => match hash_file(&t.host) {
                 Err(e) => problems.push(format!("{path}: cannot be read: {e}")),
-                Ok(d) if digest_string(&d) != b.hash => problems.push(format!(
+                Ok(d) if Digest(d) != b.hash => problems.push(format!(
                     "{path}: hashes to {}, the manifest expects {}",
-                    digest_string(&d),
+                    Digest(d),
                     b.hash
                 )),
                 Ok(_) => {}

@@ -5,6 +5,7 @@
 
 use crate::commands::args::TrustArgs;
 use crate::commands::load::load_code;
+use megabin_format::Digest;
 use runtime_check::cache::Cache;
 use runtime_check::load::LoadOptions;
 use runtime_check::manifest::AgentTool;
@@ -61,7 +62,7 @@ impl Loaded {
             message,
         };
         let stamp = stamp(out);
-        let container = Container::open(out, trust.expect_id.as_deref())?;
+        let container = Container::open(out, trust.expect_id)?;
         let measurer = Measurer::new(cache, trust.rehash);
         let opts = LoadOptions {
             cache,
@@ -92,7 +93,7 @@ impl Loaded {
     }
 
     /// The container id.
-    pub fn id(&self) -> &str {
+    pub fn id(&self) -> &Digest {
         &self.container.manifest().container_id
     }
 

@@ -127,7 +127,7 @@ impl Server {
             .tools()
             .iter()
             .map(|(name, t)| {
-                let path = t.path.clone().unwrap_or_else(|| t.digest.clone());
+                let path = t.path.clone().unwrap_or_else(|| t.digest.to_string());
                 let description = t
                     .description
                     .clone()
@@ -260,7 +260,7 @@ impl Server {
             .container
             .verify_request(&Request::Path { path, host }, &measurer)
             .map_err(|r| (r.exit_code, r.message))?;
-        let digest = runtime_check::manifest::digest_string(&verified.digest);
+        let digest = verified.digest.to_string();
         let prepared = loaded.prepared.get(&verified.megabinary).ok_or_else(|| {
             (
                 runtime_check::verify::EXIT_REFUSED,
@@ -296,7 +296,13 @@ impl Server {
             timeout: target.timeout,
             output_limit: OUTPUT_LIMIT,
         };
-        let outcome = run_call(&self.engine, prepared, &verified.digest, &spec, cancel);
+        let outcome = run_call(
+            &self.engine,
+            prepared,
+            verified.digest.bytes(),
+            &spec,
+            cancel,
+        );
         let files = match outcome.ending {
             Ending::Exit(_) | Ending::Trap(_) | Ending::Memory { .. } => {
                 call::changed_files(work.path(), &args.files)
