@@ -7,7 +7,10 @@
 //! - [`build`]: check programs, plan shards, merge them, write the outputs atomically;
 //! - [`manifest`]: `manifest.json`, the container id;
 //! - [`config`]: the `megabin.toml` configuration;
-//! - `serve` (feature `serve`, on by default): the MCP execution controller.
+//! - `serve` (feature `serve`, on by default): the MCP execution controller;
+//! - [`commands`]: the command line, one module per command, and the one mapping from errors
+//!   to the documented exit codes.
+#![warn(missing_docs)]
 
 pub mod build;
 pub mod commands;

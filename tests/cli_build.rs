@@ -73,7 +73,7 @@ fn every_entry_runs_by_digest_and_by_argv0_like_standalone() {
         .unwrap();
     for case in load_cases() {
         let (path, case) = case_in_rootfs(&case);
-        let digest = m.binaries[&path].hash.clone();
+        let digest = m.binaries[&path].hash;
         let standalone = standalone(&runner, &sample_rootfs(), &path);
         for by_digest in [true, false] {
             let mut case = case.clone();

@@ -64,7 +64,7 @@ pub struct BuildOptions {
     pub stub_foreign_imports: bool,
 }
 
-/// Why a build failed. [`BuildError::exit_code`] gives the documented exit code.
+/// Why a build failed (`commands::error::build_code` gives the documented exit code).
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     /// The rootfs cannot be scanned.
@@ -76,13 +76,21 @@ pub enum BuildError {
     /// An agent tool names a path that is not a merged program.
     #[error("agent tool `{name}`: {path} {reason}")]
     AgentTool {
+        /// The tool.
         name: String,
+        /// The path it names.
         path: String,
+        /// Why that path is not a merged program.
         reason: String,
     },
     /// The output directory is unusable.
     #[error("output directory {}: {reason}", path.display())]
-    Output { path: PathBuf, reason: String },
+    Output {
+        /// The output directory.
+        path: PathBuf,
+        /// Why it is unusable.
+        reason: String,
+    },
     /// No program in the rootfs can be merged.
     #[error("no WASI command program found in rootfs {}", .0.display())]
     NothingToBuild(PathBuf),
@@ -98,24 +106,12 @@ pub enum BuildError {
     /// The merger failed (a bug, since programs are checked first).
     #[error("merging {shard}: {source}")]
     Merge {
+        /// The megabinary being merged.
         shard: String,
+        /// The merger's error.
         #[source]
         source: merger::MergeError,
     },
-}
-
-impl BuildError {
-    /// The process exit code for this error (documented in `megabin build --help`).
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            BuildError::Merge { .. } | BuildError::Aot(_) => 1,
-            BuildError::NoCompiler => 2,
-            BuildError::Rootfs(_) => 3,
-            BuildError::Config(_) | BuildError::AgentTool { .. } => 4,
-            BuildError::Output { .. } => 5,
-            BuildError::NothingToBuild(_) => 6,
-        }
-    }
 }
 
 /// What a build did, printed as the summary (or as JSON with `--json`).

@@ -1,8 +1,37 @@
-//! Parsers of `megabin run`'s option values, as people type them (clap `value_parser`s: an
-//! error here is a usage error, exit 2).
+//! Flags several commands share ([`TrustArgs`], [`PinArgs`]) and the parsers of option values
+//! as people type them (clap `value_parser`s: an error here is a usage error, exit 2).
 
+use runtime_check::trust::{parse_pin, EXPECT_ID_ENV};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// Trust and cache flags of the commands that load a build (`run`, `compile`, `serve`).
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct TrustArgs {
+    /// The build's container_id, pinned out of band (CI log, image label): anything else is
+    /// refused (126) before it is loaded, and OUT may then live anywhere.
+    #[arg(long, value_name = "sha256:HEX", env = EXPECT_ID_ENV, value_parser = parse_pin)]
+    pub expect_id: Option<megabin_format::Digest>,
+    /// Do not use the private compile and measurement cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Hash every file in full, ignoring verified-once measurements.
+    #[arg(long)]
+    pub rehash: bool,
+}
+
+/// The pin of the commands that read a build without loading its code (`verify`, `list`).
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct PinArgs {
+    /// The build's container_id, pinned out of band.
+    #[arg(long, value_name = "sha256:HEX", env = EXPECT_ID_ENV, value_parser = parse_pin)]
+    pub expect_id: Option<megabin_format::Digest>,
+}
+
+/// The number of worker threads when none is asked for: the available cores.
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
 
 /// Parses `HOST[::GUEST]` (GUEST defaults to HOST).
 pub fn parse_dir(s: &str) -> Result<(PathBuf, String), String> {

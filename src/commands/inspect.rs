@@ -1,36 +1,86 @@
 //! `megabin inspect <OUT_DIR | container.wasm>`: what a megabinary holds.
 
+use super::error::CliError;
 use runtime_check::manifest::Manifest;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Show the programs of a megabinary.
+#[derive(Clone, Debug, clap::Args)]
+pub struct InspectArgs {
+    /// Build output directory or a megabinary file.
+    pub target: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
 
 /// Description of one megabinary.
 #[derive(Debug, Serialize)]
 pub struct Inspection {
+    /// The file inspected.
     pub file: String,
+    /// Its size in bytes.
     pub size: u64,
+    /// Its programs, in entry order.
     pub entries: Vec<EntryInfo>,
     /// WASI functions imported.
     pub imports: Vec<String>,
     /// Functions reachable from more than one program (the bridge helpers).
     pub shared_functions: usize,
+    /// Functions, imported ones included.
     pub functions: u32,
+    /// Memories.
     pub memories: u32,
 }
 
 /// One program of a megabinary.
 #[derive(Debug, Serialize)]
 pub struct EntryInfo {
+    /// The entry's name.
     pub name: String,
+    /// The program's digest, `sha256:<hex>`.
     pub digest: String,
+    /// The export that starts it.
     pub start_export: String,
+    /// Index of its memory.
     pub memory: u32,
     /// Rootfs paths (when a manifest is available).
     pub paths: Vec<String>,
+    /// Its functions.
     pub functions: u32,
+    /// Bytes of its code.
     pub code_bytes: u64,
+    /// Bytes of its data segments.
     pub data_bytes: u64,
+}
+
+/// Runs the command: inspects every megabinary of a build output, or one megabinary file.
+pub fn run(a: InspectArgs) -> Result<ExitCode, CliError> {
+    let target = &a.target;
+    let (files, manifest) = if target.is_dir() {
+        let m = runtime_check::verify::load_manifest(target)
+            .map_err(|e| CliError::failed("inspect", e.message))?;
+        let files: Vec<PathBuf> = m.megabinaries.keys().map(|f| target.join(f)).collect();
+        (files, Some(m))
+    } else {
+        (vec![target.clone()], None)
+    };
+    let all = files
+        .iter()
+        .map(|f| inspect_file(f, manifest.as_ref()).map_err(|e| CliError::failed("inspect", e)))
+        .collect::<Result<Vec<_>, _>>()?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&all).expect("serializes")
+        );
+    } else {
+        all.iter().for_each(print);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Inspects a megabinary, with the paths from `manifest` when given.

@@ -2,14 +2,45 @@
 //! program with its paths, the bare names a `PATH` lookup finds it by, its short digest and
 //! its entry, and the agent tools.
 
+use super::args::PinArgs;
+use super::error::CliError;
 use super::lookup::DEFAULT_PATH;
 use crate::manifest::Manifest;
 use megabin_format::Digest;
+use runtime_check::trust::Container;
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
 
 /// Hex digits of the short digest form (`sha256:<12 hex>`), the shortest prefix accepted.
 pub const SHORT_DIGEST: usize = runtime_check::verify::MIN_DIGEST_PREFIX;
+
+/// List what can be run: every program's paths, names, short digest and entry; agent tools.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ListArgs {
+    /// Build output directory.
+    pub out: PathBuf,
+    /// The pin.
+    #[command(flatten)]
+    pub pin: PinArgs,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the command: prints the listing of a trusted build.
+pub fn run(a: ListArgs) -> Result<ExitCode, CliError> {
+    let container = Container::open(&a.out, a.pin.expect_id)
+        .map_err(|r| CliError::from(r).in_command("list"))?;
+    let l = listing(container.manifest());
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&l).expect("serializes"));
+    } else {
+        print(&l);
+    }
+    Ok(ExitCode::SUCCESS)
+}
 
 /// One runnable program.
 #[derive(Debug, Serialize)]

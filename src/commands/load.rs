@@ -2,29 +2,16 @@
 //! under its trust root, open the private cache, load a megabinary's code while telling the
 //! user what happens (a spinner on a terminal while compiling).
 
+use super::args::TrustArgs;
+use super::error::CliError;
 use crate::progress::Progress;
 use runtime_check::cache::{default_location, Cache};
 use runtime_check::load::{load_module, LoadEvent, LoadOptions, Loaded};
-use runtime_check::trust::{parse_pin, Container, EXPECT_ID_ENV};
+use runtime_check::trust::Container;
 use runtime_check::verify::Refusal;
 use std::io::IsTerminal;
 use std::path::Path;
 use wasmtime::{Engine, Module};
-
-/// Trust and cache flags of the commands that load a build.
-#[derive(Clone, Debug, Default, clap::Args)]
-pub struct TrustArgs {
-    /// The build's container_id, pinned out of band (CI log, image label): anything else is
-    /// refused (126) before it is loaded, and OUT may then live anywhere.
-    #[arg(long, value_name = "sha256:HEX", env = EXPECT_ID_ENV, value_parser = parse_pin)]
-    pub expect_id: Option<megabin_format::Digest>,
-    /// Do not use the private compile and measurement cache.
-    #[arg(long)]
-    pub no_cache: bool,
-    /// Hash every file in full, ignoring verified-once measurements.
-    #[arg(long)]
-    pub rehash: bool,
-}
 
 /// Opens OUT under the pin of `t` (or ownership).
 pub fn open_container(out: &Path, t: &TrustArgs) -> Result<Container, Refusal> {
@@ -53,11 +40,11 @@ pub fn open_cache(t: &TrustArgs) -> Option<Cache> {
     }
 }
 
-/// The runner's engine, or the exit code (1) after saying on stderr why there is none.
-pub fn engine() -> Result<Engine, i32> {
+/// The runner's engine, or why there is none.
+pub fn engine() -> Result<Engine, CliError> {
     runtime_check::new_engine().map_err(|e| {
-        eprintln!("megabin: cannot create the Wasmtime engine: {e}");
-        1
+        let message = format!("cannot create the Wasmtime engine: {e}");
+        CliError::new(super::error::ErrorKind::Failed(message))
     })
 }
 

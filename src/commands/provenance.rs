@@ -4,6 +4,7 @@
 //! manifest is self-consistent, and so is every WASI program of the rootfs that the build lacks
 //! (a stale build).
 
+use super::args::default_jobs;
 use crate::build::{self, BuildOptions, DEFAULT_MAX_SHARD_BYTES};
 use crate::config::Config;
 use crate::manifest::Manifest;
@@ -15,25 +16,48 @@ use std::path::Path;
 /// gives).
 pub fn check_provenance(out: &Path, manifest: &Manifest, rootfs: &Path) -> Vec<String> {
     let mut problems = Vec::new();
+    let rebuilt = match rebuild(out, manifest, rootfs, &mut problems) {
+        Ok(b) => b.manifest,
+        Err(e) => {
+            problems.push(format!(
+                "cannot rebuild from the rootfs {}: {e}",
+                rootfs.display()
+            ));
+            return problems;
+        }
+    };
+    problems.extend(compare_megabinaries(manifest, &rebuilt, rootfs));
+    problems.extend(compare_paths(manifest, &rebuilt));
+    if manifest.agent_tools != rebuilt.agent_tools {
+        problems.push(format!(
+            "agent tools differ from the rebuild's: the build has {:?}, rebuilding gives {:?}",
+            manifest.agent_tools, rebuilt.agent_tools
+        ));
+    }
+    problems
+}
+
+/// Builds `rootfs` in memory with the options and configuration `manifest` records; a
+/// manifest without them (an older megabin) is rebuilt with the defaults and the rootfs's own
+/// megabin.toml, which is noted in `problems`.
+fn rebuild(
+    out: &Path,
+    manifest: &Manifest,
+    rootfs: &Path,
+    problems: &mut Vec<String>,
+) -> Result<build::Built, build::BuildError> {
+    let recorded = manifest.build.as_ref();
     let opts = BuildOptions {
         rootfs: rootfs.to_path_buf(),
         out: out.to_path_buf(),
         config: None,
-        jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        max_shard_bytes: manifest
-            .build
-            .as_ref()
-            .map_or(DEFAULT_MAX_SHARD_BYTES, |b| b.max_shard_bytes),
+        jobs: default_jobs(),
+        max_shard_bytes: recorded.map_or(DEFAULT_MAX_SHARD_BYTES, |b| b.max_shard_bytes),
         progress: false,
         aot: false,
-        stub_foreign_imports: manifest
-            .build
-            .as_ref()
-            .is_some_and(|b| b.stub_foreign_imports),
+        stub_foreign_imports: recorded.is_some_and(|b| b.stub_foreign_imports),
     };
-    // The recorded configuration; a manifest without one (an older megabin) is rebuilt with
-    // the defaults and the rootfs's own megabin.toml.
-    let rebuilt = match &manifest.build {
+    match recorded {
         Some(b) => build::build_outputs_with_config(
             &opts,
             Config {
@@ -53,19 +77,12 @@ pub fn check_provenance(out: &Path, manifest: &Manifest, rootfs: &Path) -> Vec<S
             );
             build::build_outputs(&opts)
         }
-    };
-    let rebuilt = match rebuilt {
-        Ok(b) => b.manifest,
-        Err(e) => {
-            problems.push(format!(
-                "cannot rebuild from the rootfs {}: {e}",
-                rootfs.display()
-            ));
-            return problems;
-        }
-    };
+    }
+}
 
-    // Megabinaries: the code itself.
+/// Megabinaries: the code itself.
+fn compare_megabinaries(manifest: &Manifest, rebuilt: &Manifest, rootfs: &Path) -> Vec<String> {
+    let mut problems = Vec::new();
     let names: BTreeSet<&String> = manifest
         .megabinaries
         .keys()
@@ -90,8 +107,12 @@ pub fn check_provenance(out: &Path, manifest: &Manifest, rootfs: &Path) -> Vec<S
             _ => {}
         }
     }
+    problems
+}
 
-    // Paths: programs the build lacks (stale build), has in excess, or maps differently.
+/// Paths: programs the build lacks (stale build), has in excess, or maps differently.
+fn compare_paths(manifest: &Manifest, rebuilt: &Manifest) -> Vec<String> {
+    let mut problems = Vec::new();
     let paths: BTreeSet<&String> = manifest
         .binaries
         .keys()
@@ -122,12 +143,6 @@ pub fn check_provenance(out: &Path, manifest: &Manifest, rootfs: &Path) -> Vec<S
             )),
             _ => {}
         }
-    }
-    if manifest.agent_tools != rebuilt.agent_tools {
-        problems.push(format!(
-            "agent tools differ from the rebuild's: the build has {:?}, rebuilding gives {:?}",
-            manifest.agent_tools, rebuilt.agent_tools
-        ));
     }
     problems
 }

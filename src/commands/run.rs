@@ -1,97 +1,151 @@
 //! `megabin run`: verify, then run one program of a megabinary on stock Wasmtime.
 
-use super::load::{load_code, open_cache, open_container, TrustArgs};
+use super::args::{self, TrustArgs};
+use super::error::{status, CliError, ErrorKind};
+use super::load::{load_code, open_cache, open_container};
 use super::lookup::request_for;
+use runtime_check::cache::Cache;
 use runtime_check::load::LoadOptions;
 use runtime_check::measure::Measurer;
 use runtime_check::run::{run_module, RunConfig};
-use runtime_check::verify::{Refusal, Request, EXIT_NOT_FOUND};
+use runtime_check::trust::Container;
+use runtime_check::verify::{Request, Verified};
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
-/// Everything `megabin run` was asked.
-#[derive(Clone, Debug)]
+const EXIT_CODES: &str = "Exit codes:
+  N    the program's own exit status, any of 0..=255 (0 when it returns normally); a
+       program may exit with one of the codes below itself
+  1    the program called proc_exit with a status above 255
+  2    usage error (also: --max-memory too small to instantiate the megabinary)
+  124  --timeout elapsed
+  125  --max-memory refused memory and the program then failed
+  126  refused: the file's hash, the megabinary or the manifest does not match; or (the
+       runner built without the compiler) the build has no AOT artifact it can load
+  127  not found: path not in the manifest, skipped (not recompiled), unknown digest or tool
+  134  the program trapped: one line names it and the trap (the wasm backtrace with
+       --backtrace, or when RUST_BACKTRACE is set)";
+
+/// Verify a program against the manifest, then run it from the megabinary.
+#[derive(Clone, Debug, clap::Args)]
+#[command(after_help = EXIT_CODES)]
 pub struct RunArgs {
-    pub out: PathBuf,
+    /// Rootfs the program paths refer to.
+    #[arg(long, default_value = "/")]
     pub rootfs: PathBuf,
-    /// `sha256:<hex>` or an absolute path inside the rootfs; `None` with `tool`.
-    pub program: Option<String>,
-    pub tool: Option<String>,
-    pub args: Vec<String>,
-    pub argv0: Option<String>,
-    pub env: Vec<(String, String)>,
+    /// Preopen a host directory, optionally under another guest path.
+    #[arg(long = "dir", value_name = "HOST[::GUEST]", value_parser = args::parse_dir)]
     pub dirs: Vec<(PathBuf, String)>,
+    /// Set an environment variable for the program; `K` alone passes on the host's value of
+    /// K, if any (no other host variable leaks in).
+    #[arg(long = "env", value_name = "K[=V]", value_parser = args::parse_env)]
+    pub env: Vec<Option<(String, String)>>,
+    /// argv[0] for the program (default: the program path).
+    #[arg(long)]
+    pub argv0: Option<String>,
+    /// Cap on all memories of the run together: bytes, or with a unit: 512M, 1.5G, 64K.
+    #[arg(long, value_name = "SIZE", value_parser = args::parse_size)]
     pub max_memory: Option<usize>,
+    /// Wall-clock limit, e.g. 10s or 500ms.
+    #[arg(long, value_name = "DURATION", value_parser = args::parse_duration)]
     pub timeout: Option<Duration>,
-    /// Refuse to compile: run only from a verified AOT artifact.
+    /// Run an agent tool from the manifest instead of a PROGRAM.
+    #[arg(long)]
+    pub tool: Option<String>,
+    /// Never compile: run only precompiled code (the verified AOT artifact for this engine,
+    /// or a compile-cache entry).
+    #[arg(long)]
     pub require_aot: bool,
     /// Pin, cache and hashing flags.
+    #[command(flatten)]
     pub trust: TrustArgs,
-    /// Print the wasm backtrace of a trap (`--backtrace`, or `RUST_BACKTRACE` set).
+    /// Print the wasm backtrace when the program traps (also when RUST_BACKTRACE is set).
+    #[arg(long)]
     pub backtrace: bool,
+    /// Build output directory (manifest.json and megabinaries).
+    pub out: PathBuf,
+    /// PROGRAM (a rootfs path or sha256:<hex>; omitted with --tool) and its arguments.
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "PROGRAM [ARGS]",
+        required_unless_present = "tool"
+    )]
+    pub command: Vec<String>,
 }
 
-/// Runs the command; returns the process exit code. Messages go to stderr, prefixed `megabin:`.
-pub fn run(a: &RunArgs) -> i32 {
-    let refuse = |Refusal { exit_code, message }: Refusal| {
-        eprintln!("megabin: refused: {message}");
-        exit_code
-    };
-    let container = match open_container(&a.out, &a.trust) {
-        Ok(c) => c,
-        Err(r) => return refuse(r),
-    };
-    let (request, shown) = match (&a.tool, &a.program) {
-        (Some(tool), _) => (Request::Tool(tool.clone()), tool.clone()),
-        (None, Some(p)) => match request_for(p, &a.rootfs, container.manifest()) {
-            // argv[0] is what was typed; a relative path is taken from the rootfs root.
-            Ok(r) if p.contains('/') && !p.starts_with('/') => (r, format!("/{p}")),
-            Ok(r) => (r, p.clone()),
-            Err(r) => return refuse(r),
-        },
-        (None, None) => {
-            eprintln!("megabin: run: give a PROGRAM (path, name or sha256:digest) or --tool NAME");
-            return EXIT_NOT_FOUND;
-        }
-    };
+/// Runs the command: verifies, loads and runs the program; ends with its exit status.
+/// Messages go to stderr, prefixed `megabin:`.
+pub fn run(a: RunArgs) -> Result<ExitCode, CliError> {
+    let container = open_container(&a.out, &a.trust)?;
+    let (request, shown, args) = request(&a, &container)?;
     let cache = open_cache(&a.trust);
     let measurer = Measurer::new(cache.as_ref(), a.trust.rehash);
-    let verified = match container.verify_request(&request, &measurer) {
-        Ok(v) => v,
-        Err(r) => return refuse(r),
-    };
-    let argv0 = a.argv0.clone().unwrap_or(shown);
+    let verified = container.verify_request(&request, &measurer)?;
     let config = RunConfig {
-        args: std::iter::once(argv0)
-            .chain(a.args.iter().cloned())
+        args: std::iter::once(a.argv0.clone().unwrap_or(shown))
+            .chain(args)
             .collect(),
-        env: a.env.clone(),
+        env: a.env.iter().flatten().cloned().collect(),
         preopens: a.dirs.clone(),
         max_memory: a.max_memory,
         timeout: a.timeout,
     };
-    let engine = match super::load::engine() {
-        Ok(e) => e,
-        Err(code) => return code,
+    execute(
+        &a,
+        &container,
+        cache.as_ref(),
+        &measurer,
+        &verified,
+        &config,
+    )
+}
+
+/// What PROGRAM (or `--tool`) asks for, how argv[0] shows it by default, and the program's
+/// arguments.
+fn request(a: &RunArgs, container: &Container) -> Result<(Request, String, Vec<String>), CliError> {
+    if let Some(tool) = &a.tool {
+        return Ok((Request::Tool(tool.clone()), tool.clone(), a.command.clone()));
+    }
+    let Some((program, args)) = a.command.split_first() else {
+        return Err(CliError::not_found(
+            "run",
+            "give a PROGRAM (path, name or sha256:digest) or --tool NAME",
+        ));
     };
+    let request = request_for(program, &a.rootfs, container.manifest())?;
+    // argv[0] is what was typed; a relative path is taken from the rootfs root.
+    let shown = match program.contains('/') && !program.starts_with('/') {
+        true => format!("/{program}"),
+        false => program.clone(),
+    };
+    Ok((request, shown, args.to_vec()))
+}
+
+/// Loads the verified program's megabinary and runs the program.
+fn execute(
+    a: &RunArgs,
+    container: &Container,
+    cache: Option<&Cache>,
+    measurer: &Measurer,
+    verified: &Verified,
+    config: &RunConfig,
+) -> Result<ExitCode, CliError> {
+    let engine = super::load::engine()?;
     let opts = LoadOptions {
-        cache: cache.as_ref(),
-        measurer: &measurer,
+        cache,
+        measurer,
         require_aot: a.require_aot,
     };
-    let module = match load_code(&engine, &container, &verified.megabinary, &opts) {
-        Ok((module, _)) => module,
-        Err(r) => return refuse(r),
-    };
-    let program = verified.entry_point.trim_end_matches("_start").to_string();
-    match run_module(&engine, &module, &program, verified.digest.bytes(), &config) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("megabin: {e}");
-            if let Some(bt) = e.backtrace().filter(|_| a.backtrace) {
-                eprintln!("megabin: wasm backtrace:\n{bt}");
-            }
-            e.exit_code()
-        }
+    let (module, _) = load_code(&engine, container, &verified.megabinary, &opts)?;
+    let program = megabin_format::names::entry_of_start_export(&verified.entry_point)
+        .unwrap_or(&verified.entry_point);
+    match run_module(&engine, &module, program, verified.digest.bytes(), config) {
+        Ok(code) => Ok(status(code)),
+        Err(error) => Err(CliError::new(ErrorKind::Run {
+            error,
+            backtrace: a.backtrace || args::backtrace_from_env(),
+        })),
     }
 }

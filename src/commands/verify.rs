@@ -5,36 +5,57 @@
 //! the isolation invariant and the agent tools. With `--rootfs`: every listed program file, and
 //! provenance, by rebuilding the rootfs in memory ([`super::provenance`]).
 
+use super::args::PinArgs;
+use super::error::CliError;
 use crate::rootfs;
 use megabin_format::Digest;
 use runtime_check::measure::Measurer;
 use runtime_check::trust::Container;
 use runtime_check::verify::hash_file;
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+const EXIT_CODES: &str = "Exit codes:
+  0    the build verifies
+  1    problems found (each is listed)
+  126  refused: the pin does not match, OUT is not trusted, or the manifest was modified
+  127  the build output does not exist";
+
+/// Check a build: its trust root, digests, entries, isolation; with --rootfs also every
+/// program file and the build's provenance. Reports every problem.
+#[derive(Clone, Debug, clap::Args)]
+#[command(after_help = EXIT_CODES)]
+pub struct VerifyArgs {
+    /// Build output directory.
+    pub out: PathBuf,
+    /// The rootfs the build was made from.
+    #[arg(long)]
+    pub rootfs: Option<PathBuf>,
+    /// The pin.
+    #[command(flatten)]
+    pub pin: PinArgs,
+}
+
 /// Runs the command: prints the problems (or that the build is consistent).
-pub fn run(out: &Path, rootfs: Option<&Path>, pin: Option<megabin_format::Digest>) -> ExitCode {
-    let container = match Container::open(out, pin) {
-        Ok(c) => c,
-        Err(r) => {
-            eprintln!("megabin: verify: refused: {}", r.message);
-            return ExitCode::from(r.exit_code.clamp(0, 255) as u8);
-        }
-    };
+pub fn run(a: VerifyArgs) -> Result<ExitCode, CliError> {
+    let container = Container::open(&a.out, a.pin.expect_id)
+        .map_err(|r| CliError::from(r).in_command("verify"))?;
+    let rootfs = a.rootfs.as_deref();
     let problems = verify_build(&container, rootfs);
     for p in &problems {
         eprintln!("megabin: verify: {p}");
     }
-    if problems.is_empty() {
-        let against = rootfs.map_or(String::new(), |r| format!(" with {}", r.display()));
-        println!("megabin: verify: {} is consistent{against}", out.display());
-        ExitCode::SUCCESS
-    } else {
-        eprintln!("megabin: verify: {} problem(s)", problems.len());
-        ExitCode::from(1)
+    if !problems.is_empty() {
+        let message = format!("{} problem(s)", problems.len());
+        return Err(CliError::failed("verify", message));
     }
+    let against = rootfs.map_or(String::new(), |r| format!(" with {}", r.display()));
+    println!(
+        "megabin: verify: {} is consistent{against}",
+        a.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Every problem found in an opened build (empty: the build verifies).

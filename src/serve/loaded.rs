@@ -3,7 +3,8 @@
 //! the tools it offers. A new build replaces a [`Loaded`] as a whole; calls in flight keep the
 //! one they started with (it is shared through an `Arc`).
 
-use crate::commands::load::{load_code, TrustArgs};
+use crate::commands::args::TrustArgs;
+use crate::commands::load::load_code;
 use megabin_format::Digest;
 use runtime_check::cache::Cache;
 use runtime_check::load::LoadOptions;

@@ -15,19 +15,15 @@ pub mod watch;
 
 pub use server::Options;
 
+use crate::commands::error::CliError;
 use crate::commands::load::open_cache;
 
-/// Runs the server until stdin closes (stdio) or the process is stopped (HTTP); returns the
-/// process exit code. Logs go to stderr only.
-pub fn run(opts: Options, listen: Option<String>) -> i32 {
+/// Runs the server until stdin closes (stdio) or the process is stopped (HTTP). Logs go to
+/// stderr only.
+pub fn run(opts: Options, listen: Option<String>) -> Result<(), CliError> {
     let cache = open_cache(&opts.trust);
-    let server = match server::Server::start(opts, cache) {
-        Ok(s) => s,
-        Err(r) => {
-            eprintln!("megabin: serve: refused: {}", r.message);
-            return r.exit_code;
-        }
-    };
+    let server =
+        server::Server::start(opts, cache).map_err(|r| CliError::from(r).in_command("serve"))?;
     let loaded = server.current();
     eprintln!(
         "megabin: serve: serving {} ({} tools) from {}",
@@ -36,33 +32,20 @@ pub fn run(opts: Options, listen: Option<String>) -> i32 {
         server.options().out.display()
     );
     drop(loaded);
-    let rt = match tokio::runtime::Builder::new_multi_thread()
+    let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .worker_threads(2)
         .max_blocking_threads(server.options().max_concurrency.max(1) + 8)
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("megabin: serve: cannot start the async runtime: {e}");
-            return 1;
-        }
-    };
-    let code = rt.block_on(async move {
+        .map_err(|e| CliError::failed("serve", format!("cannot start the async runtime: {e}")))?;
+    let result = rt.block_on(async move {
         tokio::spawn(watch::watch(server.clone()));
-        let r = match listen {
+        match listen {
             None => transport::stdio(server).await,
             Some(addr) => transport::http(server, &addr).await,
-        };
-        match r {
-            Ok(()) => 0,
-            Err(e) => {
-                eprintln!("megabin: serve: {e}");
-                1
-            }
         }
     });
     // A blocked stdin read or a running call must not keep the process alive.
     rt.shutdown_timeout(std::time::Duration::from_millis(100));
-    code
+    result.map_err(|e| CliError::failed("serve", e.to_string()))
 }

@@ -3,8 +3,9 @@
 
 use super::call::{self, Arguments, OUTPUT_LIMIT, WORK_DIR};
 use super::loaded::{tool_path, Loaded};
-use crate::commands::load::TrustArgs;
+use crate::commands::args::TrustArgs;
 use crate::rootfs;
+use megabin_format::exit;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ListToolsResult,
     PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
@@ -65,7 +66,7 @@ impl Server {
         let engine = Engine::new(&runtime_check::pooled_config(instances))
             .or_else(|_| Engine::new(&runtime_check::engine_config()))
             .map_err(|e| Refusal {
-                exit_code: 1,
+                exit_code: exit::FAILURE,
                 message: format!("cannot create the Wasmtime engine: {e}"),
             })?;
         let loaded = Loaded::load(&opts.out, &opts.trust, &engine, cache.as_ref())?;
@@ -269,8 +270,13 @@ impl Server {
         let work = tempfile::Builder::new()
             .prefix("megabin-call-")
             .tempdir()
-            .map_err(|e| (1, format!("cannot create the work directory: {e}")))?;
-        call::write_files(work.path(), &args.files).map_err(|e| (1, e))?;
+            .map_err(|e| {
+                (
+                    exit::FAILURE,
+                    format!("cannot create the work directory: {e}"),
+                )
+            })?;
+        call::write_files(work.path(), &args.files).map_err(|e| (exit::FAILURE, e))?;
         let argv0 = target
             .shown
             .rsplit(' ')
@@ -316,6 +322,18 @@ fn log_call(shown: &str, digest: &str, code: i32, started: Instant, note: &str) 
         "megabin: serve: call {shown} {digest} exit={code} time={:.3}ms{note}",
         started.elapsed().as_secs_f64() * 1000.0
     );
+}
+
+/// How the log line of a call notes its ending (nothing for a plain exit).
+fn ending_note(ending: &Ending) -> &'static str {
+    match ending {
+        Ending::Cancelled => " cancelled",
+        Ending::Timeout(_) => " timeout",
+        Ending::Trap(_) => " trap",
+        Ending::Memory { .. } => " memory",
+        Ending::Failed(_) => " failed",
+        Ending::Exit(_) => "",
+    }
 }
 
 fn structured(value: Value, text: String, is_error: bool) -> CallToolResponse {
@@ -380,8 +398,15 @@ impl ServerHandler for Handler {
         let args = match call::parse_arguments(arguments.as_ref()) {
             Ok(a) => a,
             Err(e) => {
-                log_call(&target.shown, "-", 2, started, " invalid arguments");
-                let (v, text) = call::refusal_value(2, &format!("invalid arguments: {e}"));
+                log_call(
+                    &target.shown,
+                    "-",
+                    exit::USAGE,
+                    started,
+                    " invalid arguments",
+                );
+                let (v, text) =
+                    call::refusal_value(exit::USAGE, &format!("invalid arguments: {e}"));
                 return Ok(structured(v, text, true));
             }
         };
@@ -433,14 +458,7 @@ impl ServerHandler for Handler {
                 files,
                 digest,
             }) => {
-                let note = match &outcome.ending {
-                    Ending::Cancelled => " cancelled",
-                    Ending::Timeout(_) => " timeout",
-                    Ending::Trap(_) => " trap",
-                    Ending::Memory { .. } => " memory",
-                    Ending::Failed(_) => " failed",
-                    Ending::Exit(_) => "",
-                };
+                let note = ending_note(&outcome.ending);
                 log_call(
                     &target.shown,
                     &digest,
