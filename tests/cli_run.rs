@@ -335,7 +335,22 @@ fn inspect_lists_entries_of_a_build_and_of_a_bare_megabinary() {
         .unwrap();
     assert!(o.status.success());
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let entries = v[0]["entries"].as_array().unwrap();
+    let m = manifest(&out);
+    // The build: its id, its shards, agent tools and skipped paths with their reasons.
+    assert_eq!(v["container_id"], m.container_id.to_string());
+    assert_eq!(
+        v["megabinaries"].as_array().unwrap().len(),
+        m.megabinaries.len()
+    );
+    assert_eq!(
+        v["agent_tools"].as_object().unwrap().len(),
+        m.agent_tools.len()
+    );
+    assert!(!m.skipped.is_empty(), "the sample has skipped paths");
+    for (path, reason) in &m.skipped {
+        assert_eq!(v["skipped"][path], reason.as_str(), "{path}");
+    }
+    let entries = v["megabinaries"][0]["entries"].as_array().unwrap();
     assert_eq!(entries.len(), 13);
     let hello = entries.iter().find(|e| e["name"] == "hello").unwrap();
     assert!(hello["paths"]
@@ -343,17 +358,26 @@ fn inspect_lists_entries_of_a_build_and_of_a_bare_megabinary() {
         .unwrap()
         .iter()
         .any(|p| p == "/usr/bin/hi"));
-    let m = manifest(&out);
     assert_eq!(
         hello["digest"],
         m.binaries["/usr/bin/hello"].hash.to_string()
     );
+    // The same as a table.
+    let o = megabin().arg("inspect").arg(&out).output().unwrap();
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        table.contains(&format!("container_id: {}", m.container_id)),
+        "{table}"
+    );
+    let (path, reason) = m.skipped.iter().next().unwrap();
+    assert!(table.contains(&format!("  {path}: {reason}")), "{table}");
     let bare = megabin()
         .arg("inspect")
         .arg(out.join("container.wasm"))
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&bare.stdout);
+    assert!(!text.contains("container_id"), "{text}");
     assert!(
         text.contains("13 programs") && !text.contains("hello_start") && text.contains("hello"),
         "{text}"

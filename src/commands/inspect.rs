@@ -1,7 +1,8 @@
 //! `megabin inspect <OUT_DIR | container.wasm>`: what a megabinary holds.
 
 use super::error::CliError;
-use runtime_check::manifest::Manifest;
+use megabin_format::Digest;
+use runtime_check::manifest::{AgentTool, Manifest};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -57,30 +58,83 @@ pub struct EntryInfo {
     pub data_bytes: u64,
 }
 
-/// Runs the command: inspects every megabinary of a build output, or one megabinary file.
+/// What `inspect` shows: the build (from its manifest, when the target is a build output
+/// directory) and each of its megabinaries (shards).
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// The build's id (absent for a bare megabinary file).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<Digest>,
+    /// Each megabinary: its entries with every path that runs them (a program's aliases).
+    pub megabinaries: Vec<Inspection>,
+    /// Agent tool name → its record.
+    pub agent_tools: BTreeMap<String, AgentTool>,
+    /// Rootfs path → why it is not in any megabinary.
+    pub skipped: BTreeMap<String, String>,
+}
+
+/// Runs the command: inspects a build output (every megabinary, the container id, the agent
+/// tools and the skipped paths) or one megabinary file.
 pub fn run(a: InspectArgs) -> Result<ExitCode, CliError> {
-    let target = &a.target;
-    let (files, manifest) = if target.is_dir() {
-        let m = runtime_check::verify::load_manifest(target)
-            .map_err(|e| CliError::failed("inspect", e.message))?;
-        let files: Vec<PathBuf> = m.megabinaries.keys().map(|f| target.join(f)).collect();
-        (files, Some(m))
-    } else {
-        (vec![target.clone()], None)
-    };
-    let all = files
-        .iter()
-        .map(|f| inspect_file(f, manifest.as_ref()).map_err(|e| CliError::failed("inspect", e)))
-        .collect::<Result<Vec<_>, _>>()?;
+    let report = report(&a.target).map_err(|e| CliError::failed("inspect", e))?;
     if a.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&all).expect("serializes")
+            serde_json::to_string_pretty(&report).expect("serializes")
         );
     } else {
-        all.iter().for_each(print);
+        print_report(&report);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The report of a build output directory or of a megabinary file.
+pub fn report(target: &Path) -> Result<Report, String> {
+    if !target.is_dir() {
+        return Ok(Report {
+            container_id: None,
+            megabinaries: vec![inspect_file(target, None)?],
+            agent_tools: BTreeMap::new(),
+            skipped: BTreeMap::new(),
+        });
+    }
+    let m = runtime_check::verify::load_manifest(target).map_err(|e| e.message)?;
+    let megabinaries = m
+        .megabinaries
+        .keys()
+        .map(|f| inspect_file(&target.join(f), Some(&m)))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Report {
+        container_id: Some(m.container_id),
+        megabinaries,
+        agent_tools: m.agent_tools,
+        skipped: m.skipped,
+    })
+}
+
+/// Prints a report: the build's id, each megabinary's table, the agent tools, the skipped paths.
+fn print_report(r: &Report) {
+    if let Some(id) = &r.container_id {
+        println!("container_id: {id}");
+        println!("megabinaries (shards): {}", r.megabinaries.len());
+    }
+    r.megabinaries.iter().for_each(print);
+    if !r.agent_tools.is_empty() {
+        println!("agent tools:");
+        for (name, t) in &r.agent_tools {
+            println!(
+                "  {name}  {}  {}",
+                t.digest,
+                t.path.as_deref().unwrap_or("")
+            );
+        }
+    }
+    if !r.skipped.is_empty() {
+        println!("skipped ({}):", r.skipped.len());
+        for (path, reason) in &r.skipped {
+            println!("  {path}: {reason}");
+        }
+    }
 }
 
 /// Inspects a megabinary, with the paths from `manifest` when given.
