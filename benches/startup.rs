@@ -43,10 +43,10 @@ fn build_set(n: usize) -> (PathBuf, PathBuf) {
 
 /// The per-run checks of `megabin run` for a rootfs path; returns the entry's start export.
 fn verify(out: &Path, rootfs: &Path, path: &str) -> String {
-    let m = runtime_check::verify::load_manifest(out).expect("manifest");
+    let m = runtime_check::load_manifest(out).expect("manifest");
     let b = &m.binaries[path];
     let host = rootfs.join(path.trim_start_matches('/'));
-    let d = runtime_check::verify::hash_file(&host).expect("hash");
+    let d = runtime_check::hash_file(&host).expect("hash");
     assert_eq!(megabin_format::Digest(d), b.hash);
     b.entry_point.clone()
 }
@@ -75,7 +75,7 @@ fn benches(c: &mut Criterion) {
 
     for n in common::SET_SIZES {
         let (rootfs, out) = build_set(n);
-        let m = runtime_check::verify::load_manifest(&out).expect("manifest");
+        let m = runtime_check::load_manifest(&out).expect("manifest");
         let file = out.join(&m.binaries["/usr/bin/hello"].megabinary);
         let wasm = std::fs::read(&file).expect("megabinary");
         let module = runner.compile(&wasm).expect("compile megabinary");
@@ -92,7 +92,7 @@ fn benches(c: &mut Criterion) {
             b.iter(|| runner.run_captured(&module, &export, &inv).unwrap())
         });
         g.bench_with_input(BenchmarkId::new("megabinary sha256", n), &n, |b, _| {
-            b.iter(|| runtime_check::verify::hash_file(&file).unwrap())
+            b.iter(|| runtime_check::hash_file(&file).unwrap())
         });
     }
     g.finish();

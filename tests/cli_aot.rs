@@ -24,7 +24,7 @@ fn aot_artifact_is_used_only_when_verified() {
     let m = manifest(&out);
     let aot = m.aot.clone().expect("manifest records the artifact");
     let engine = runtime_check::new_engine().unwrap();
-    assert_eq!(aot.engine, runtime_check::aot::engine_id(&engine));
+    assert_eq!(aot.engine, runtime_check::engine_id(&engine));
     let cwasm = out.join("container.cwasm");
     assert_eq!(
         aot.artifacts["container.cwasm"],

@@ -244,7 +244,7 @@ fn run_standalone(module: &str, cwasm: bool, export: &str, args: &[String]) -> R
 
 /// The digest and entry of `path` in the build output `out` (hello: `/usr/bin/hello`).
 fn lookup(out: &Path, path: &str) -> Result<([u8; 32], PathBuf)> {
-    let m = runtime_check::verify::load_manifest(out).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let m = runtime_check::load_manifest(out).map_err(|e| anyhow::anyhow!("{e}"))?;
     let b = m.binaries.get(path).context("program not in manifest")?;
     Ok((b.hash.0, out.join(&b.megabinary)))
 }
@@ -318,7 +318,7 @@ fn hash(dir: &Path) -> Result<()> {
     }
     let (med, _) = sample(1, 9, Duration::from_secs(3), || {
         for f in &files {
-            runtime_check::verify::hash_file(f).unwrap();
+            runtime_check::hash_file(f).unwrap();
         }
     });
     println!("sha256 one thread (hash_file): {:.1} MB/s", mbs(med));
@@ -390,7 +390,7 @@ fn startup(outs: &[String]) -> Result<()> {
         )];
         for out in outs {
             let (digest, file) = lookup(Path::new(out), "/usr/bin/hello")?;
-            let n = runtime_check::verify::load_manifest(Path::new(out))
+            let n = runtime_check::load_manifest(Path::new(out))
                 .map_err(|e| anyhow::anyhow!("{e}"))?
                 .binaries
                 .len();
@@ -436,7 +436,7 @@ fn startup(outs: &[String]) -> Result<()> {
 
 fn io(out: &Path, dir: &Path) -> Result<()> {
     let engine = runtime_check::new_engine()?;
-    let m = runtime_check::verify::load_manifest(out).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let m = runtime_check::load_manifest(out).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mega_file = out.join(&m.megabinary);
     let mega = Harness::new(&engine, &Module::from_file(&engine, &mega_file)?)?;
     let data = dir.join("data");

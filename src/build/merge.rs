@@ -65,11 +65,11 @@ pub(super) fn precompile(
     let mut artifacts = Vec::new();
     for Shard { file, merged, .. } in shards {
         progress.stage(&format!("precompiling {file}"));
-        let native = runtime_check::aot::precompile(&engine, &merged.wasm)
+        let native = runtime_check::precompile(&engine, &merged.wasm)
             .map_err(|e| BuildError::Aot(format!("{file}: {e}")))?;
-        artifacts.push((runtime_check::aot::artifact_name(file), native));
+        artifacts.push((runtime_check::artifact_name(file), native));
     }
-    Ok((runtime_check::aot::engine_id(&engine), artifacts))
+    Ok((runtime_check::engine_id(&engine), artifacts))
 }
 
 #[cfg(not(feature = "compiler"))]

@@ -1,7 +1,7 @@
 //! Flags several commands share ([`TrustArgs`], [`PinArgs`]) and the parsers of option values
 //! as people type them (clap `value_parser`s: an error here is a usage error, exit 2).
 
-use runtime_check::trust::{parse_pin, EXPECT_ID_ENV};
+use runtime_check::{parse_pin, EXPECT_ID_ENV};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

@@ -18,7 +18,7 @@
 use super::args::TrustArgs;
 use super::error::{CliError, ErrorKind};
 use super::run::RunArgs;
-use runtime_check::trust::{parse_pin, EXPECT_ID_ENV};
+use runtime_check::{parse_pin, EXPECT_ID_ENV};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

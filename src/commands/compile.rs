@@ -4,8 +4,8 @@
 use super::args::TrustArgs;
 use super::error::{CliError, ErrorKind};
 use super::load::{load_code, open_cache, open_container};
-use runtime_check::load::{LoadOptions, Loaded};
-use runtime_check::measure::Measurer;
+use runtime_check::Measurer;
+use runtime_check::{LoadOptions, Loaded};
 use std::path::PathBuf;
 use std::process::ExitCode;
 

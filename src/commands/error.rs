@@ -4,8 +4,8 @@
 
 use crate::build::BuildError;
 use megabin_format::exit;
-use runtime_check::run::RunError;
-use runtime_check::verify::Refusal;
+use runtime_check::Refusal;
+use runtime_check::RunError;
 use std::fmt;
 use std::process::ExitCode;
 

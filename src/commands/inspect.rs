@@ -98,7 +98,7 @@ pub fn report(target: &Path) -> Result<Report, String> {
             skipped: BTreeMap::new(),
         });
     }
-    let m = runtime_check::verify::load_manifest(target).map_err(|e| e.message)?;
+    let m = runtime_check::load_manifest(target).map_err(|e| e.message)?;
     let megabinaries = m
         .megabinaries
         .keys()
@@ -141,8 +141,8 @@ fn print_report(r: &Report) {
 pub fn inspect_file(path: &Path, manifest: Option<&Manifest>) -> Result<Inspection, String> {
     // Opened like every file the runner reads: a FIFO or device is refused, never waited on.
     let opened =
-        runtime_check::open::open_regular(path).map_err(|e| format!("{} {e}", path.display()))?;
-    let wasm = runtime_check::open::read_all(&opened.file, opened.meta.len())
+        runtime_check::open_regular(path).map_err(|e| format!("{} {e}", path.display()))?;
+    let wasm = runtime_check::read_all(&opened.file, opened.meta.len())
         .map_err(|e| format!("{}: {e}", path.display()))?;
     let map = merger::read_entries_section(&wasm).ok_or_else(|| {
         format!(

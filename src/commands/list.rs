@@ -7,14 +7,14 @@ use super::error::CliError;
 use super::lookup::DEFAULT_PATH;
 use crate::manifest::Manifest;
 use megabin_format::Digest;
-use runtime_check::trust::Container;
+use runtime_check::Container;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Hex digits of the short digest form (`sha256:<12 hex>`), the shortest prefix accepted.
-pub const SHORT_DIGEST: usize = runtime_check::verify::MIN_DIGEST_PREFIX;
+pub const SHORT_DIGEST: usize = runtime_check::MIN_DIGEST_PREFIX;
 
 /// List what can be run: every program's paths, names, short digest and entry; agent tools.
 #[derive(Clone, Debug, clap::Args)]

@@ -5,10 +5,10 @@
 use super::args::TrustArgs;
 use super::error::CliError;
 use crate::progress::Progress;
-use runtime_check::cache::{default_location, Cache};
-use runtime_check::load::{load_module, LoadEvent, LoadOptions, Loaded};
-use runtime_check::trust::Container;
-use runtime_check::verify::Refusal;
+use runtime_check::Container;
+use runtime_check::Refusal;
+use runtime_check::{default_location, Cache};
+use runtime_check::{load_module, LoadEvent, LoadOptions, Loaded};
 use std::io::IsTerminal;
 use std::path::Path;
 use wasmtime::{Engine, Module};

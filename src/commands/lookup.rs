@@ -8,7 +8,7 @@
 
 use crate::manifest::Manifest;
 use crate::rootfs;
-use runtime_check::verify::{Refusal, Request, EXIT_NOT_FOUND};
+use runtime_check::{Refusal, Request, EXIT_NOT_FOUND};
 use std::path::Path;
 
 /// Directories searched for a bare program name, in order.

@@ -3,8 +3,8 @@
 //! sees (`structuredContent` plus a plain-text rendering).
 
 use base64::Engine as _;
-use runtime_check::open::open_regular;
-use runtime_check::session::{Ending, Outcome, Output};
+use runtime_check::open_regular;
+use runtime_check::{Ending, Outcome, Output};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::path::{Component, Path};

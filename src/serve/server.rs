@@ -12,10 +12,10 @@ use rmcp::model::{
 };
 use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData as McpError, Peer, RoleServer, ServerHandler};
-use runtime_check::cache::Cache;
-use runtime_check::measure::Measurer;
-use runtime_check::session::{run_call, Call, Cancel, Ending, Outcome, Ticker};
-use runtime_check::verify::{Refusal, Request, EXIT_NOT_FOUND};
+use runtime_check::Cache;
+use runtime_check::Measurer;
+use runtime_check::{run_call, Call, Cancel, Ending, Outcome, Ticker};
+use runtime_check::{Refusal, Request, EXIT_NOT_FOUND};
 use serde_json::{Map, Value};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
@@ -221,7 +221,7 @@ impl Server {
             .ok_or_else(|| McpError::invalid_params(format!("unknown tool `{name}`"), None))?;
         let Some(path) = tool_path(&loaded.container, tool) else {
             return Ok(Err((
-                runtime_check::verify::EXIT_REFUSED,
+                runtime_check::EXIT_REFUSED,
                 format!(
                     "agent tool `{name}` names {}, which no binary has",
                     tool.digest
@@ -263,7 +263,7 @@ impl Server {
         let digest = verified.digest.to_string();
         let prepared = loaded.prepared.get(&verified.megabinary).ok_or_else(|| {
             (
-                runtime_check::verify::EXIT_REFUSED,
+                runtime_check::EXIT_REFUSED,
                 format!("megabinary {} is not loaded", verified.megabinary),
             )
         })?;
@@ -415,7 +415,7 @@ impl ServerHandler for Handler {
         let permit = tokio::select! {
             p = server.slots.acquire() => p.map_err(|_| McpError::internal_error("shutting down", None))?,
             _ = ct.cancelled() => {
-                log_call(&target.shown, "-", runtime_check::run::EXIT_TIMEOUT, started, " cancelled while queued");
+                log_call(&target.shown, "-", runtime_check::EXIT_TIMEOUT, started, " cancelled while queued");
                 return Err(McpError::internal_error("cancelled", None));
             }
         };
