@@ -64,6 +64,7 @@ pub fn merger_programs(set: &[Prog]) -> Vec<merger::Program<'_>> {
             name: p.name.clone(),
             wasm: &p.wasm,
             aliases: vec![p.name.clone()],
+            validated: None,
         })
         .collect()
 }

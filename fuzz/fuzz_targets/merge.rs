@@ -150,5 +150,6 @@ fn program(k: usize, wasm: &[u8]) -> Program<'_> {
         name: format!("p{k}"),
         wasm,
         aliases: vec![format!("p{k}")],
+        validated: None,
     }
 }

@@ -6,6 +6,21 @@ use crate::error::{LimitExceeded, Unsupported};
 use crate::input::Input;
 use crate::limits::*;
 use crate::{plan, segments, MergeOptions};
+use sha2::{Digest as _, Sha256};
+
+/// Proof that the merger has validated a program's bytes, bound to them by their sha256: only
+/// [`Footprint::checked`] makes one. A [`crate::Program`] carrying the proof for its bytes is
+/// parsed without being validated again; for any other bytes the proof does not match and the
+/// program is validated as usual.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Validated([u8; 32]);
+
+impl Validated {
+    /// Whether this is the proof for the bytes with sha256 `digest`.
+    pub(crate) fn is_for(&self, digest: &[u8; 32]) -> bool {
+        self.0 == *digest
+    }
+}
 
 /// What one program (or a whole merged module) takes of each limited index space.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -81,11 +96,21 @@ impl Footprint {
     /// [`Footprint::of`] for a merge with `options` (which decide, e.g., whether foreign
     /// function imports are refused or stubbed).
     pub fn of_with(wasm: &[u8], options: &MergeOptions) -> Result<Self, Unsupported> {
+        Self::checked(wasm, options).map(|(footprint, _)| footprint)
+    }
+
+    /// [`Footprint::of_with`], and the proof that `wasm` validated ([`Validated`]; `None` for a
+    /// program too large to parse), so that [`crate::merge`] does not validate it again.
+    pub fn checked(
+        wasm: &[u8],
+        options: &MergeOptions,
+    ) -> Result<(Self, Option<Validated>), Unsupported> {
         if wasm.len() as u64 > MAX_MODULE_BYTES {
-            return Ok(Self::oversized(wasm.len()));
+            return Ok((Self::oversized(wasm.len()), None));
         }
-        let input = Input::parse(wasm, options.stub_foreign_imports)?;
-        Ok(Self::of_input(&input, wasm.len()))
+        let input = Input::parse(wasm, options.stub_foreign_imports, None)?;
+        let validated = Validated(Sha256::digest(wasm).into());
+        Ok((Self::of_input(&input, wasm.len()), Some(validated)))
     }
 
     /// The footprint of a program too large to parse: one memory and its bytes.

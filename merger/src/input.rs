@@ -1,6 +1,7 @@
 //! Parsing and checking one input program.
 
 use crate::error::Unsupported;
+use crate::footprint::Validated;
 use megabin_format::names;
 use router_gen::wasi::{self, WasiFunc};
 use wasmparser::{
@@ -137,11 +138,19 @@ impl<'a> Input<'a> {
     /// including any import that is not a WASI preview1 function, except that with
     /// `stub_foreign`, function imports of other modules are accepted as
     /// [`FuncImport::Stubbed`] (foreign memories, tables, globals and tags are still refused).
-    pub fn parse(bytes: &'a [u8], stub_foreign: bool) -> Result<Self, Unsupported> {
+    /// `proof`: the sha256 of `bytes` and the [`Validated`] proof the caller holds, if any;
+    /// bytes proven valid are not validated again.
+    pub fn parse(
+        bytes: &'a [u8],
+        stub_foreign: bool,
+        proof: Option<(&[u8; 32], Validated)>,
+    ) -> Result<Self, Unsupported> {
         if bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[6..8] == [1, 0] {
             return Err(Unsupported::Component);
         }
-        validate(bytes)?;
+        if !proof.is_some_and(|(digest, v)| v.is_for(digest)) {
+            validate(bytes)?;
+        }
         let mut input = Input {
             rec_groups: Vec::new(),
             func_types: Vec::new(),

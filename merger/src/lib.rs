@@ -32,7 +32,7 @@ mod segments;
 mod types;
 
 pub use error::{LimitExceeded, MergeError, Unsupported};
-pub use footprint::{fits, Footprint};
+pub use footprint::{fits, Footprint, Validated};
 pub use input::features;
 pub use isolation::{check_isolation, IsolationReport, Resources};
 pub use map::{read_entries_section, EntryMap, MergeMap, ENTRIES_SECTION, FORMAT};
@@ -49,6 +49,9 @@ pub struct Program<'a> {
     /// `argv[0]` basenames that select this program in the dispatcher (may be empty: then only
     /// its digest selects it). Must be unique across programs.
     pub aliases: Vec<String>,
+    /// The proof that these bytes validated ([`Footprint::checked`]): the merge then does not
+    /// validate them again. `None`: the merge validates them.
+    pub validated: Option<Validated>,
 }
 
 /// Merge settings.

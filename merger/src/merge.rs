@@ -10,6 +10,7 @@ use crate::limits;
 use crate::parallel::parallel_map;
 use crate::plan::Plan;
 use crate::{DebugOptions, MergeOptions, Merged, Program};
+use sha2::{Digest as _, Sha256};
 
 pub use megabin_format::names::RESERVED_NAMES;
 
@@ -20,12 +21,16 @@ pub(crate) fn merge(
 ) -> Result<Merged, MergeError> {
     // Refuse bad entry names, and inputs too large for any module before validating them.
     check_programs(programs)?;
-    // Validate and parse every input (in parallel); refuse what megabin cannot merge.
-    let inputs = parse_all(programs, options)?;
+    // Hash every input (in parallel): the dispatcher selects programs by these digests.
+    let digests: Vec<[u8; 32]> =
+        parallel_map(programs, options.jobs, |p| Sha256::digest(p.wasm).into());
+    // Validate (unless proven valid already) and parse every input (in parallel); refuse what
+    // megabin cannot merge.
+    let inputs = parse_all(programs, &digests, options)?;
     // Refuse a set of programs that would exceed an engine limit once merged.
     check_footprint(programs, &inputs)?;
     // Plan where every input goes in every index space (imports, layouts, index maps, types).
-    let mut plan = Plan::new(programs, inputs)?;
+    let mut plan = Plan::new(programs, digests, inputs)?;
     // Re-encode every program's code against the plan (in parallel).
     let code = emit::program_code(&plan, options.jobs)?;
     // Build the other sections, program by program, and the merge map.
@@ -66,14 +71,18 @@ fn check_programs(programs: &[Program<'_>]) -> Result<(), MergeError> {
     Ok(())
 }
 
-/// Validates and parses every program on up to `options.jobs` threads.
+/// Validates (unless a program carries the [`crate::Validated`] proof for its `digests`
+/// entry) and parses every program on up to `options.jobs` threads.
 fn parse_all<'a>(
     programs: &[Program<'a>],
+    digests: &[[u8; 32]],
     options: &MergeOptions,
 ) -> Result<Vec<Input<'a>>, MergeError> {
     let stub_foreign = options.stub_foreign_imports;
-    let results = parallel_map(programs, options.jobs, |p| {
-        Input::parse(p.wasm, stub_foreign)
+    let indexed: Vec<usize> = (0..programs.len()).collect();
+    let results = parallel_map(&indexed, options.jobs, |&i| {
+        let p = &programs[i];
+        Input::parse(p.wasm, stub_foreign, p.validated.map(|v| (&digests[i], v)))
     });
     results
         .into_iter()

@@ -13,7 +13,6 @@ use crate::Program;
 use router_gen::bridge::{self, BridgeEnv};
 use router_gen::dispatch::{DispatchImports, GenFunc, RouteEntry, Router};
 use router_gen::wasi::{self, WasiFunc};
-use sha2::{Digest, Sha256};
 use wasm_encoder::reencode::Reencode;
 
 /// WASI functions the dispatcher calls: imported whatever the programs use.
@@ -84,9 +83,13 @@ pub(crate) struct Layout<'a> {
 
 impl<'a> Plan<'a> {
     /// Plans the merge of `programs`, already parsed into `inputs`.
-    pub fn new(programs: &[Program<'_>], inputs: Vec<Input<'a>>) -> Result<Self, MergeError> {
+    pub fn new(
+        programs: &[Program<'_>],
+        digests: Vec<[u8; 32]>,
+        inputs: Vec<Input<'a>>,
+    ) -> Result<Self, MergeError> {
         // Route: the dispatcher's tables, from each program's digest and argv[0] names.
-        let (digests, router) = route(programs)?;
+        let router = route(programs, &digests)?;
         // Imports: every WASI function used by a program or the dispatcher, sorted by name.
         let mut types = TypeInterner::default();
         let imports = WasiImports::new(&inputs, &mut types);
@@ -216,23 +219,18 @@ impl WasiImports {
     }
 }
 
-/// The digests of the programs and the dispatcher that selects them.
-fn route(programs: &[Program<'_>]) -> Result<(Vec<[u8; 32]>, Router), MergeError> {
-    let digests: Vec<[u8; 32]> = programs
-        .iter()
-        .map(|p| Sha256::digest(p.wasm).into())
-        .collect();
+/// The dispatcher that selects the programs by their `digests` and `argv[0]` names.
+fn route(programs: &[Program<'_>], digests: &[[u8; 32]]) -> Result<Router, MergeError> {
     let routes: Vec<RouteEntry> = programs
         .iter()
-        .zip(&digests)
+        .zip(digests)
         .map(|(p, d)| RouteEntry {
             name: p.name.clone(),
             digest: *d,
             aliases: p.aliases.clone(),
         })
         .collect();
-    let router = Router::new(&routes).map_err(|e| MergeError::Route(e.to_string()))?;
-    Ok((digests, router))
+    Router::new(&routes).map_err(|e| MergeError::Route(e.to_string()))
 }
 
 /// Lays the programs out one after the other in every index space, their functions from

@@ -30,6 +30,7 @@ fn merged(size: u32) -> Vec<u8> {
         name: "reader".into(),
         wasm: &wasm,
         aliases: vec!["reader".into()],
+        validated: None,
     }];
     merge(
         &programs,
@@ -115,6 +116,7 @@ fn empty_iovecs_with_out_of_range_pointers_behave_as_standalone() {
         name: "emptyiov".into(),
         wasm,
         aliases: vec!["emptyiov".into()],
+        validated: None,
     }];
     let merged = merge(
         &programs,

@@ -78,6 +78,7 @@ fn run_case(h: &Harness, rng: &mut Rng, stats: &mut Stats) -> Result<(), String>
             name: name.clone(),
             wasm,
             aliases: vec![],
+            validated: None,
         })
         .collect();
     let merged = merge_with(

@@ -257,6 +257,7 @@ fn too_many_programs_are_refused_and_fits_says_so() {
             name: format!("p{i}"),
             wasm: w,
             aliases: vec![],
+            validated: None,
         })
         .collect();
     match merge(&ps, &MergeOptions::default()) {
@@ -284,6 +285,7 @@ fn bad_names_are_refused() {
                 name: n.to_string(),
                 wasm: &w,
                 aliases: vec![],
+                validated: None,
             })
             .collect();
         assert!(
@@ -305,6 +307,7 @@ fn a_single_program_megabinary_passes_the_isolation_check() {
             name: name.replace('-', "_"),
             wasm,
             aliases: vec![],
+            validated: None,
         }],
         &MergeOptions::default(),
     )
@@ -327,6 +330,7 @@ fn reserved_and_duplicate_routes_get_typed_errors() {
                 name: n.into(),
                 wasm: &w,
                 aliases: vec![],
+                validated: None,
             }],
             &MergeOptions::default(),
         );
@@ -337,11 +341,13 @@ fn reserved_and_duplicate_routes_get_typed_errors() {
             name: "a".into(),
             wasm: &w,
             aliases: vec!["x".into()],
+            validated: None,
         },
         Program {
             name: "b".into(),
             wasm: &w2,
             aliases: vec!["x".into()],
+            validated: None,
         },
     ];
     assert!(matches!(
@@ -391,6 +397,7 @@ fn element_segments_stay_active_only_where_they_cannot_trap() {
             name: c.0.into(),
             wasm: w,
             aliases: vec![],
+            validated: None,
         })
         .collect();
     let merged = merge(&programs, &MergeOptions::default()).unwrap();
@@ -471,6 +478,7 @@ fn the_largest_megabinary_runs_repeatedly_on_the_runner_engine() {
             name: format!("p{i}"),
             wasm: w,
             aliases: vec![],
+            validated: None,
         })
         .collect();
     let merged = merge(&programs, &MergeOptions::default()).unwrap();

@@ -21,6 +21,7 @@ fn program<'a>(name: &str, wasm: &'a [u8]) -> Program<'a> {
         name: name.into(),
         wasm,
         aliases: vec![name.into()],
+        validated: None,
     }
 }
 

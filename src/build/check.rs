@@ -17,6 +17,8 @@ pub(super) struct Ready {
     pub content: rootfs::Content,
     /// What it adds to a megabinary (shard planning).
     pub footprint: merger::Footprint,
+    /// The merger's proof that its bytes validated: the merge does not validate them again.
+    pub validated: Option<merger::Validated>,
 }
 
 /// Stage 2 output: the programs to merge, in build order, and what was skipped.
@@ -58,11 +60,12 @@ pub(super) fn check(
     let mut ready = Vec::new();
     for ((p, name), result) in scan.programs.into_iter().zip(names).zip(checked) {
         match (result, p.content) {
-            (Ok(footprint), Some(content)) => ready.push(Ready {
+            (Ok((footprint, validated)), Some(content)) => ready.push(Ready {
                 name,
                 paths: p.paths,
                 content,
                 footprint,
+                validated,
             }),
             (Ok(_), None) => unreachable!("checked programs have content"),
             (Err(reason), _) => {
@@ -99,7 +102,7 @@ impl Checked {
 fn check_program(
     p: &rootfs::Program,
     merge_options: &merger::MergeOptions,
-) -> Result<merger::Footprint, SkipReason> {
+) -> Result<(merger::Footprint, Option<merger::Validated>), SkipReason> {
     // A program larger than a whole module may be was not kept by the scan.
     let content = match &p.content {
         Some(c) if p.size <= merger::limits::MAX_MODULE_BYTES => c,
@@ -111,9 +114,9 @@ fn check_program(
             }))
         }
     };
-    let footprint = merger::Footprint::of_with(content.bytes(), merge_options)?;
+    let (footprint, validated) = merger::Footprint::checked(content.bytes(), merge_options)?;
     merger::fits(&[footprint]).map_err(SkipReason::TooLarge)?;
-    Ok(footprint)
+    Ok((footprint, validated))
 }
 
 /// argv[0] names per program: the basenames of its paths, minus names that two different

@@ -38,6 +38,7 @@ pub(super) fn merge(
                 name: ready[i].name.clone(),
                 wasm: ready[i].content.bytes(),
                 aliases: checked.aliases[i].clone(),
+                validated: ready[i].validated,
             })
             .collect();
         let merged =

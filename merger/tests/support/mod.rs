@@ -34,6 +34,7 @@ pub fn program<'a>(name: &str, wasm: &'a [u8]) -> Program<'a> {
         name: name.into(),
         wasm,
         aliases: vec![],
+        validated: None,
     }
 }
 
@@ -46,6 +47,7 @@ pub fn fixture_entries(fixtures: &[(String, Vec<u8>)]) -> Vec<Program<'_>> {
             name: name.replace('-', "_"),
             wasm,
             aliases: vec![name.clone()],
+            validated: None,
         })
         .collect()
 }
