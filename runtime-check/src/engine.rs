@@ -43,6 +43,14 @@ pub fn engine_config() -> Config {
 /// Limits differ from the on-demand allocator only at the extremes: a memory grows to at most
 /// 4 GiB (the wasm32 maximum anyway), a table to [`MAX_TABLE_ELEMENTS`] slots.
 pub fn pooled_config(instances: u32) -> Config {
+    let mut c = engine_config();
+    c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool_config(instances)));
+    c
+}
+
+/// The pooling allocator's configuration of [`pooled_config`] (exposed for benchmarks that
+/// vary it).
+pub fn pool_config(instances: u32) -> PoolingAllocationConfig {
     let mut pool = PoolingAllocationConfig::new();
     let memories = MODULE_MEMORIES + 1; // + a GC heap
     pool.total_core_instances(instances)
@@ -59,9 +67,7 @@ pub fn pooled_config(instances: u32) -> Config {
         // with a guard page) made engine creation cost ~3 ms per process instead of ~0.2 ms.
         .total_stacks(0)
         .total_component_instances(0);
-    let mut c = engine_config();
-    c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    c
+    pool
 }
 
 /// The engine megabinaries run on: [`pooled_config`] for [`POOLED_INSTANCES`] instances, or

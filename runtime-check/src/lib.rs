@@ -19,5 +19,5 @@ pub mod session;
 pub mod trust;
 pub mod verify;
 
-pub use engine::{engine_config, new_engine, pooled_config, POOLED_INSTANCES};
+pub use engine::{engine_config, new_engine, pool_config, pooled_config, POOLED_INSTANCES};
 pub use exec::{Captured, Invocation, Runner, Status};
