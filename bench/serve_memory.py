@@ -92,7 +92,7 @@ def main():
     serve_idle, _ = anyio.run(serve_peak, megabin, out, rootfs, tool, 1, 1, args)
     serve_kib, serve_wall = anyio.run(serve_peak, megabin, out, rootfs, tool, conc, rounds, args)
     mib = lambda k: k / 1024
-    print(f"program: `{tool} {' '.join(args)}`, {conc} concurrent calls")
+    print(f"program: `{tool}` with {len(args)} arguments (see the script), {conc} concurrent calls")
     print()
     print("| what | peak RSS MiB | wall s |")
     print("| --- | ---: | ---: |")
