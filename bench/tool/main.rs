@@ -462,7 +462,7 @@ fn entrystart(out1: &Path, outn: &Path, which: &[String]) -> Result<()> {
                 }
             }
         }
-        let mut med = |v: &mut Vec<f64>| common::median(v);
+        let med = |v: &mut Vec<f64>| common::median(v);
         let (i1, in_) = (med(&mut t[0][0]), med(&mut t[0][1]));
         let (r1, rn) = (med(&mut t[1][0]), med(&mut t[1][1]));
         println!(
