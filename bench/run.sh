@@ -199,6 +199,9 @@ process_figures() {
     say "figure 2c: in-process start-up under engine configurations (median µs, stdout to a sink)"
     "$TOOL" startup "$W/out-1" "$W/out-99"
 
+    say "figure 2d (issue 14): instantiate + dispatch of hello, N=1 vs N=99 side by side, pooling variants"
+    "$TOOL" entrystart "$W/out-1" "$W/out-99"
+
 
     say "figure 5b: compile (Cranelift, parallel) of the N=99 megabinary vs its inputs one by one (best of 2)"
     echo "| set | megabinary | inputs one by one | ratio |"

@@ -7,7 +7,9 @@ Prints a markdown table on stdout.
 """
 
 import os
+import re
 import statistics
+import tempfile
 import subprocess
 import sys
 import time
@@ -33,8 +35,10 @@ async def serve_figures(megabin, out, rootfs, calls):
     params = StdioServerParameters(command=megabin, args=["serve", "--rootfs", rootfs, out],
                                    env={k: v for k, v in os.environ.items() if k.startswith("MEGABIN_")})
     rows = []
-    with open(os.devnull, "w") as devnull:
-        async with stdio_client(params, errlog=devnull) as (read, write):
+    # The server's log (one line per call with its own time=): splits client and server time.
+    log = tempfile.TemporaryFile(mode="w+")
+    with log:
+        async with stdio_client(params, errlog=log) as (read, write):
             async with ClientSession(read, write) as session:
                 await session.initialize()
                 for _ in range(50):  # warm-up
@@ -73,6 +77,13 @@ async def serve_figures(megabin, out, rootfs, calls):
                         tg.start_soon(caller, calls // CONCURRENCY)
                 rows.append(row(f"megabin serve, {CONCURRENCY} concurrent callers", lat,
                                 time.perf_counter() - t0, len(lat)))
+        log.seek(0)
+        server = [float(m) for m in re.findall(r"call hello \S+ exit=0 time=([0-9.]+)ms", log.read())]
+    seq, conc = server[50:50 + calls], server[50 + calls:]
+    rows.insert(2, f"| of which server time (log `time=`), sequential | {statistics.median(seq):.3f} "
+                   f"| {pct(seq, 99):.3f} | |")
+    rows.append(f"| of which server time (log `time=`), {CONCURRENCY} concurrent | "
+                f"{statistics.median(conc):.3f} | {pct(conc, 99):.3f} | |")
     return rows
 
 

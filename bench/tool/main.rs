@@ -9,6 +9,8 @@
 //! - `hash DIR`: throughput of megabin's scan (classify + sha256) and of plain sha256;
 //! - `startup OUT_1 OUT_N... `: in-process instantiate + run of `/usr/bin/hello` from each
 //!   build output vs the standalone module, under several engine configurations;
+//! - `entrystart OUT_1 OUT_N [CONFIG...]`: instantiate + dispatch of hello in two builds,
+//!   measured side by side (interleaved rounds), under pooling-allocator variants (issue 14);
 //! - `compile DIR N`: Cranelift compile of the N-program megabinary vs its inputs one by one;
 //! - `aotload OUT...`: what loading an AOT artifact (`build --aot`) costs, step by step;
 //! - `instloop OUT SECONDS CONFIG`: instantiates hello's megabinary in a loop (under `perf`);
@@ -24,9 +26,7 @@ use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use wasmtime::{
-    Config, Engine, InstancePre, Linker, Module, ResourceLimiter, Store,
-};
+use wasmtime::{Config, Engine, InstancePre, Linker, Module, ResourceLimiter, Store};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::SinkOutputStream;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
@@ -55,6 +55,7 @@ fn main() -> Result<()> {
         Some("timeit") => timeit(args[1].parse()?, &rest(2)),
         Some("hash") => hash(Path::new(&args[1])),
         Some("startup") => startup(&rest(1)),
+        Some("entrystart") => entrystart(Path::new(&args[1]), Path::new(&args[2]), &rest(3)),
         Some("compile") => compile(Path::new(&args[1]), args[2].parse()?),
         Some("aotload") => aotload(&rest(1)),
         Some("instloop") => instloop(Path::new(&args[1]), args[2].parse()?, args[3].parse()?),
@@ -350,8 +351,134 @@ fn configs() -> Vec<(&'static str, Config)> {
     out
 }
 
+/// Variants of `runtime_check::pooled_config` for `entrystart` and `instloop` (index 100+i).
+fn pool_variants() -> Vec<(&'static str, Config)> {
+    use wasmtime::{Enabled, InstanceAllocationStrategy, PoolingAllocationConfig};
+    let n = runtime_check::POOLED_INSTANCES;
+    let with = |f: &dyn Fn(&mut PoolingAllocationConfig)| {
+        let mut pool = runtime_check::pool_config(n);
+        f(&mut pool);
+        let mut c = runtime_check::engine_config();
+        c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        c
+    };
+    let mut out: Vec<(&'static str, Config)> = vec![
+        (
+            "pooled_config (new_engine)",
+            runtime_check::pooled_config(n),
+        ),
+        (
+            "before issue 14: no keep_resident (an madvise per table and touched memory)",
+            with(&|p| {
+                p.linear_memory_keep_resident(0)
+                    .table_keep_resident(0)
+                    .pagemap_scan(Enabled::No);
+            }),
+        ),
+        (
+            "+ keep_resident 1 MiB (memories, tables)",
+            with(&|p| {
+                p.linear_memory_keep_resident(1 << 20)
+                    .table_keep_resident(1 << 20);
+            }),
+        ),
+        (
+            "+ decommit_batch_size 128",
+            with(&|p| {
+                p.decommit_batch_size(128);
+            }),
+        ),
+        (
+            "+ max_unused_warm_slots 0",
+            with(&|p| {
+                p.max_unused_warm_slots(0);
+            }),
+        ),
+        (
+            "+ table_elements 100000",
+            with(&|p| {
+                p.table_elements(100_000);
+            }),
+        ),
+    ];
+    let mut c = runtime_check::pooled_config(n);
+    c.memory_init_cow(false);
+    out.push(("+ memory_init_cow(false)", c));
+    let mut c = runtime_check::pooled_config(n);
+    c.memory_guard_size(0).guard_before_linear_memory(false);
+    out.push(("+ no guard pages", c));
+    out
+}
+
+/// A module for `engine`: deserialized from `cache` when compatible, else compiled (and
+/// cached): the N=99 megabinary takes seconds to compile.
+fn module_for(engine: &Engine, wasm: &Path, cache: &mut Vec<(PathBuf, Vec<u8>)>) -> Result<Module> {
+    for (p, bytes) in cache.iter() {
+        if p == wasm {
+            if let Ok(m) = unsafe { Module::deserialize(engine, bytes) } {
+                return Ok(m);
+            }
+        }
+    }
+    let m = Module::from_file(engine, wasm)?;
+    cache.push((wasm.to_path_buf(), m.serialize()?));
+    Ok(m)
+}
+
+fn entrystart(out1: &Path, outn: &Path, which: &[String]) -> Result<()> {
+    let variants = pool_variants();
+    let chosen: Vec<usize> = if which.is_empty() {
+        (0..variants.len()).collect()
+    } else {
+        which.iter().map(|w| w.parse()).collect::<Result<_, _>>()?
+    };
+    let args = vec!["hello".to_string()];
+    let mut cache = Vec::new();
+    println!("| pooling configuration | N=1 instantiate µs | N=99 instantiate µs | ratio | N=1 instantiate + run µs | N=99 instantiate + run µs | **ratio** |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let mut variants: Vec<Option<(&str, Config)>> = variants.into_iter().map(Some).collect();
+    for i in chosen {
+        let (label, config) = variants[i].take().context("variant index")?;
+        let engine = Engine::new(&config)?;
+        let mut hs = Vec::new();
+        for out in [out1, outn] {
+            let (digest, file) = lookup(out, "/usr/bin/hello")?;
+            let h = Harness::new(&engine, &module_for(&engine, &file, &mut cache)?)?;
+            assert_eq!(h.run(&Entry::Mega(digest), &args, None, true)?, 0);
+            hs.push((h, Entry::Mega(digest)));
+        }
+        // Interleaved rounds: each round 100 of each side, instantiate only then + run.
+        let mut t: [[Vec<f64>; 2]; 2] = Default::default();
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(4) {
+            for run in [false, true] {
+                for (k, (h, e)) in hs.iter().enumerate() {
+                    for _ in 0..100 {
+                        let s = Instant::now();
+                        h.run(e, &args, None, run)?;
+                        t[run as usize][k].push(s.elapsed().as_secs_f64() * 1e6);
+                    }
+                }
+            }
+        }
+        let med = |v: &mut Vec<f64>| common::median(v);
+        let (i1, in_) = (med(&mut t[0][0]), med(&mut t[0][1]));
+        let (r1, rn) = (med(&mut t[1][0]), med(&mut t[1][1]));
+        println!(
+            "| {label} | {i1:.1} | {in_:.1} | {:.2} | {r1:.1} | {rn:.1} | **{:.2}** |",
+            in_ / i1,
+            rn / r1
+        );
+    }
+    Ok(())
+}
+
 fn instloop(out: &Path, seconds: f64, config: usize) -> Result<()> {
-    let (label, config) = configs().swap_remove(config);
+    let (label, config) = if config >= 100 {
+        pool_variants().swap_remove(config - 100)
+    } else {
+        configs().swap_remove(config)
+    };
     let engine = Engine::new(&config)?;
     let (digest, file) = lookup(out, "/usr/bin/hello")?;
     let h = Harness::new(&engine, &Module::from_file(&engine, file)?)?;
@@ -590,7 +717,6 @@ fn sections(file: &Path) -> Result<()> {
     println!("start exports: {}", starts.join(", "));
     Ok(())
 }
-
 
 // ---------------------------------------------------------------------------------------------
 // Loading AOT artifacts

@@ -1,6 +1,6 @@
 //! The one Wasmtime configuration used to compile, precompile and run megabinaries.
 
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// Memories (and tables) of the largest megabinary: engines accept 100 per module, which is
 /// what the merger's shards are cut to (`merger::limits::MAX_MEMORIES`).
@@ -43,6 +43,14 @@ pub fn engine_config() -> Config {
 /// Limits differ from the on-demand allocator only at the extremes: a memory grows to at most
 /// 4 GiB (the wasm32 maximum anyway), a table to [`MAX_TABLE_ELEMENTS`] slots.
 pub fn pooled_config(instances: u32) -> Config {
+    let mut c = engine_config();
+    c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool_config(instances)));
+    c
+}
+
+/// The pooling allocator's configuration of [`pooled_config`] (exposed for benchmarks that
+/// vary it).
+pub fn pool_config(instances: u32) -> PoolingAllocationConfig {
     let mut pool = PoolingAllocationConfig::new();
     let memories = MODULE_MEMORIES + 1; // + a GC heap
     pool.total_core_instances(instances)
@@ -58,11 +66,23 @@ pub fn pooled_config(instances: u32) -> Config {
         // No async fibers and no components: their default pools (1000 stacks, each mapped
         // with a guard page) made engine creation cost ~3 ms per process instead of ~0.2 ms.
         .total_stacks(0)
-        .total_component_instances(0);
-    let mut c = engine_config();
-    c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    c
+        .total_component_instances(0)
+        // Reset what a run dirtied with `memset` instead of `madvise(MADV_DONTNEED)`: every
+        // entry's table (and the memories the run touched) had its first page decommitted by a
+        // system call of its own on each drop (99 per run at N=99, each a TLB shootdown), and
+        // refaulted on the next run. PAGEMAP_SCAN (Linux >= 6.7; ignored elsewhere) limits the
+        // `memset` to the pages that are really resident. Measured (issue 14, docs/benchmarks.md
+        // "megabin serve"): instantiate + run of hello 49 -> 29 µs at N=1, 246 -> 167 µs at N=99.
+        // Not covered by the AOT engine id (an allocator setting, no generated code changes).
+        .table_keep_resident(KEEP_RESIDENT)
+        .linear_memory_keep_resident(KEEP_RESIDENT)
+        .pagemap_scan(Enabled::Auto);
+    pool
 }
+
+/// Bytes of each table and memory slot reset in place (kept resident) when an instance is
+/// dropped, per [`pool_config`]; beyond them, slots are decommitted.
+pub const KEEP_RESIDENT: usize = 64 << 10;
 
 /// The engine megabinaries run on: [`pooled_config`] for [`POOLED_INSTANCES`] instances, or
 /// [`engine_config`] (on-demand allocation) where the pool's address space cannot be reserved

@@ -33,11 +33,11 @@ pub use crate::run::run_program;
 pub use crate::{
     aot::artifact_name,
     cache::{default_location, Cache, CACHE_DIR_ENV},
-    engine::{engine_config, new_engine, pooled_config, POOLED_INSTANCES},
+    engine::{engine_config, new_engine, pool_config, pooled_config, POOLED_INSTANCES},
     exec::{Captured, Invocation, Runner, Status},
     host::{add_wasi, InvalidExit, MAX_EXIT_STATUS},
     load::{load_module, LoadEvent, LoadOptions, Loaded, EXIT_NO_ARTIFACT},
-    measure::Measurer,
+    measure::{Measurer, Memo},
     open::{open_regular, read_all, OpenError, Opened},
     run::{run_module, RunConfig, RunError, EXIT_TIMEOUT},
     session::{run_call, Call, Cancel, Ending, Outcome, Output, Prepared, Ticker},

@@ -25,7 +25,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub const RACY_WINDOW: Duration = Duration::from_millis(100);
 
 /// The identity of a file's content as `fstat` shows it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 struct Identity {
     dev: u64,
     ino: u64,
@@ -63,13 +63,50 @@ struct Record {
 pub struct Measurer<'a> {
     cache: Option<&'a Cache>,
     rehash: bool,
+    memo: Option<&'a Memo>,
+}
+
+/// The measurement records a long-lived process (`megabin serve`) has read or written, kept
+/// in memory so that a later check of an unchanged file is one `fstat` and a lookup, without
+/// reading the record's file again. It holds exactly what the cache holds (same identity, same
+/// digest), so it trusts nothing the cache would not; it is used only with a cache and never
+/// with `rehash`.
+#[derive(Debug, Default)]
+pub struct Memo(std::sync::Mutex<std::collections::HashMap<Identity, Digest>>);
+
+impl Memo {
+    fn get(&self, id: &Identity) -> Option<Digest> {
+        self.0.lock().ok()?.get(id).copied()
+    }
+
+    fn put(&self, id: &Identity, digest: &Digest) {
+        if let Ok(mut m) = self.0.lock() {
+            // A file replaced in place keeps its (dev, ino) key: one entry per file.
+            m.retain(|k, _| (k.dev, k.ino) != (id.dev, id.ino));
+            m.insert(*id, *digest);
+        }
+    }
 }
 
 impl<'a> Measurer<'a> {
     /// A measurer recording in `cache` (none: every file is hashed in full). With `rehash`,
     /// existing records are ignored (and replaced).
     pub fn new(cache: Option<&'a Cache>, rehash: bool) -> Self {
-        Measurer { cache, rehash }
+        Measurer {
+            cache,
+            rehash,
+            memo: None,
+        }
+    }
+
+    /// [`Measurer::new`] that also keeps the records it reads or writes in `memo` and looks
+    /// there first (only when there is a cache and not `rehash`).
+    pub fn with_memo(cache: Option<&'a Cache>, rehash: bool, memo: &'a Memo) -> Self {
+        Measurer {
+            cache,
+            rehash,
+            memo: cache.is_some().then_some(memo),
+        }
     }
 
     /// The sha256 of the opened file's content: from a record that still matches its `fstat`,
@@ -91,11 +128,18 @@ impl<'a> Measurer<'a> {
     }
 
     fn recorded(&self, id: &Identity) -> Option<Digest> {
+        if let Some(d) = self.memo.and_then(|m| m.get(id)) {
+            return Some(d);
+        }
         let bytes = self
             .cache?
             .read_entry("measured", &id.record_name(), 4096)?;
         let r: Record = serde_json::from_slice(&bytes).ok()?;
-        (r.identity == *id).then_some(r.digest)
+        let d = (r.identity == *id).then_some(r.digest)?;
+        if let Some(m) = self.memo {
+            m.put(id, &d);
+        }
+        Some(d)
     }
 
     /// Records the digest of a file this process has just written itself into the private
@@ -111,6 +155,9 @@ impl<'a> Measurer<'a> {
     }
 
     fn record(&self, id: &Identity, digest: &Digest) {
+        if let Some(m) = self.memo {
+            m.put(id, digest);
+        }
         if let Some(cache) = self.cache {
             let r = Record {
                 identity: *id,

@@ -13,8 +13,8 @@ use rmcp::model::{
 use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData as McpError, Peer, RoleServer, ServerHandler};
 use runtime_check::Cache;
-use runtime_check::Measurer;
 use runtime_check::{run_call, Call, Cancel, Ending, Outcome, Ticker};
+use runtime_check::{Measurer, Memo};
 use runtime_check::{Refusal, Request, EXIT_NOT_FOUND};
 use serde_json::{Map, Value};
 use std::path::PathBuf;
@@ -49,6 +49,8 @@ pub struct Server {
     opts: Options,
     engine: Engine,
     cache: Option<Cache>,
+    /// The measurements calls have read or written (one `fstat` per call, no record read).
+    memo: Memo,
     current: RwLock<Arc<Loaded>>,
     slots: tokio::sync::Semaphore,
     peers: Mutex<Vec<Peer<RoleServer>>>,
@@ -76,6 +78,7 @@ impl Server {
             opts,
             engine,
             cache,
+            memo: Memo::default(),
             current: RwLock::new(Arc::new(loaded)),
             peers: Mutex::new(Vec::new()),
             _ticker: ticker,
@@ -247,7 +250,7 @@ impl Server {
         args: Arguments,
         cancel: &Cancel,
     ) -> Result<Ran, (i32, String)> {
-        let measurer = Measurer::new(self.cache.as_ref(), self.opts.trust.rehash);
+        let measurer = Measurer::with_memo(self.cache.as_ref(), self.opts.trust.rehash, &self.memo);
         let path = if target.path.starts_with('/') {
             target.path.clone()
         } else {
