@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use wasmtime::{Engine, Linker, Module, Store};
+use wasmtime_wasi::cli::StdoutStream;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
@@ -20,6 +21,28 @@ pub struct Invocation {
     pub stdin: Vec<u8>,
     /// Preopened directories: (host path, guest path).
     pub preopens: Vec<(PathBuf, String)>,
+}
+
+impl Invocation {
+    /// A preview1 context builder with this invocation's argv, environment, stdin and
+    /// directories (preopened read-write), writing to `stdout` and `stderr`.
+    pub(crate) fn wasi(
+        &self,
+        stdout: impl StdoutStream + 'static,
+        stderr: impl StdoutStream + 'static,
+    ) -> Result<WasiCtxBuilder, String> {
+        let mut b = WasiCtxBuilder::new();
+        b.args(&self.args)
+            .envs(&self.env)
+            .stdin(MemoryInputPipe::new(self.stdin.clone()))
+            .stdout(stdout)
+            .stderr(stderr);
+        for (host, guest) in &self.preopens {
+            b.preopened_dir(host, guest, FsPerms::ReadWrite)
+                .map_err(|e| format!("cannot preopen {guest}: {e}"))?;
+        }
+        Ok(b)
+    }
 }
 
 /// How a run ended.
@@ -93,15 +116,9 @@ impl Runner {
     ) -> wasmtime::Result<Captured> {
         let stdout = MemoryOutputPipe::new(CAPTURE_LIMIT);
         let stderr = MemoryOutputPipe::new(CAPTURE_LIMIT);
-        let mut b = WasiCtxBuilder::new();
-        b.args(&inv.args)
-            .envs(&inv.env)
-            .stdin(MemoryInputPipe::new(inv.stdin.clone()))
-            .stdout(stdout.clone())
-            .stderr(stderr.clone());
-        for (host, guest) in &inv.preopens {
-            b.preopened_dir(host, guest, FsPerms::ReadWrite)?;
-        }
+        let mut b = inv
+            .wasi(stdout.clone(), stderr.clone())
+            .map_err(wasmtime::Error::msg)?;
         let mut store = Store::new(&self.engine, b.build_p1());
         store.set_epoch_deadline(u64::MAX);
         let instance = self.linker.instantiate(&mut store, module)?;

@@ -109,28 +109,27 @@ pub fn load_module(
         Ok(module) => return Ok((module, Loaded::Artifact)),
         Err(why) => why,
     };
-    compile_or_cached(engine, container, megabinary, opts, on, artifact)
+    #[cfg(feature = "compiler")]
+    return compile_or_cached(engine, container, megabinary, opts, on, artifact);
+    #[cfg(not(feature = "compiler"))]
+    {
+        let _ = (opts, on);
+        Err(no_artifact(megabinary, artifact))
+    }
 }
 
 /// A runner without the compiler: there is no artifact it can load, so it refuses.
 #[cfg(not(feature = "compiler"))]
-fn compile_or_cached(
-    _engine: &Engine,
-    _container: &Container,
-    megabinary: &str,
-    _opts: &LoadOptions,
-    _on: &mut dyn FnMut(LoadEvent),
-    artifact: Option<String>,
-) -> Result<(Module, Loaded), Refusal> {
+fn no_artifact(megabinary: &str, artifact: Option<String>) -> Refusal {
     let why = artifact.unwrap_or_else(|| "the build has no AOT artifacts".to_string());
-    Err(Refusal {
+    Refusal {
         exit_code: EXIT_NO_ARTIFACT,
         message: format!(
             "this megabin is the runner without the Cranelift compiler: it runs only a \
              build's verified AOT artifact, compiled by the same megabin version for this \
              CPU (`megabin build --aot` with the full megabin); {megabinary}: {why}"
         ),
-    })
+    }
 }
 
 /// Sources 2 and 3: the compile cache, or compiling now.

@@ -198,12 +198,18 @@ mod tests {
     use super::*;
     use crate::open::open_regular;
 
-    #[test]
-    fn a_record_is_used_until_the_file_changes() {
+    /// A private cache and a file `f` holding `content`, in a temporary directory.
+    fn cache_and_file(content: &[u8]) -> (tempfile::TempDir, Cache, std::path::PathBuf) {
         let d = tempfile::tempdir().unwrap();
         let cache = Cache::open(&d.path().join("cache")).unwrap();
         let f = d.path().join("f");
-        std::fs::write(&f, b"one").unwrap();
+        std::fs::write(&f, content).unwrap();
+        (d, cache, f)
+    }
+
+    #[test]
+    fn a_record_is_used_until_the_file_changes() {
+        let (_d, cache, f) = cache_and_file(b"one");
         std::thread::sleep(RACY_WINDOW * 2);
         let m = Measurer::new(Some(&cache), false);
         let first = m.digest(&open_regular(&f).unwrap()).unwrap();
@@ -227,10 +233,7 @@ mod tests {
 
     #[test]
     fn a_file_changed_just_now_is_not_recorded() {
-        let d = tempfile::tempdir().unwrap();
-        let cache = Cache::open(&d.path().join("cache")).unwrap();
-        let f = d.path().join("f");
-        std::fs::write(&f, b"new").unwrap();
+        let (_d, cache, f) = cache_and_file(b"new");
         let m = Measurer::new(Some(&cache), false);
         m.digest(&open_regular(&f).unwrap()).unwrap();
         let id = Identity::of(&std::fs::metadata(&f).unwrap());

@@ -152,6 +152,26 @@ pub(crate) struct Host {
     pub(crate) limits: MemoryCap,
 }
 
+impl Host {
+    /// A fresh store for one run: the preview1 context `wasi` builds, all memories together
+    /// capped at `max_memory` bytes.
+    pub(crate) fn store(
+        engine: &Engine,
+        mut wasi: WasiCtxBuilder,
+        max_memory: Option<usize>,
+    ) -> Store<Host> {
+        let mut store = Store::new(
+            engine,
+            Host {
+                wasi: wasi.build_p1(),
+                limits: MemoryCap::new(max_memory),
+            },
+        );
+        store.limiter(|h| &mut h.limits);
+        store
+    }
+}
+
 /// Caps the total size of all memories of the instance and remembers whether it refused.
 pub(crate) struct MemoryCap {
     pub(crate) max: Option<usize>,
@@ -236,14 +256,7 @@ pub fn run_module(
         b.preopened_dir(host, guest, FsPerms::ReadWrite)
             .map_err(|e| RunError::Load(format!("cannot preopen {}: {e}", host.display())))?;
     }
-    let mut store = Store::new(
-        engine,
-        Host {
-            wasi: b.build_p1(),
-            limits: MemoryCap::new(config.max_memory),
-        },
-    );
-    store.limiter(|h| &mut h.limits);
+    let mut store = Host::store(engine, b, config.max_memory);
     store.set_epoch_deadline(u64::MAX);
     let timer = config.timeout.map(|limit| {
         store.set_epoch_deadline(1);

@@ -7,21 +7,20 @@
 //! and cancel flag (so concurrent calls never interrupt each other). A program blocked inside
 //! a host call (e.g. a WASI sleep) is stopped when that call returns.
 
+use crate::exec::Invocation;
 use crate::host::InvalidExit;
-use crate::run::{describe_trap, wasi_linker, Host, MemoryCap, DIGEST_ADDR};
+use crate::run::{describe_trap, wasi_linker, Host, DIGEST_ADDR};
 use bytes::Bytes;
 use megabin_format::names;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use wasmtime::{Engine, InstancePre, Module, Store, UpdateDeadline};
+use wasmtime::{Engine, InstancePre, Module, UpdateDeadline};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
-use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
-use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
+use wasmtime_wasi::I32Exit;
 
 /// How often the [`Ticker`] advances the epoch: the latency of a timeout or cancellation.
 pub const TICK: Duration = Duration::from_millis(10);
@@ -95,14 +94,8 @@ impl Cancel {
 /// What one call runs with. Nothing of the host is visible beyond this.
 #[derive(Clone, Debug, Default)]
 pub struct Call {
-    /// argv including argv[0].
-    pub args: Vec<String>,
-    /// Environment variables.
-    pub env: Vec<(String, String)>,
-    /// Bytes on stdin.
-    pub stdin: Vec<u8>,
-    /// Preopened directories (host, guest).
-    pub preopens: Vec<(PathBuf, String)>,
+    /// argv, environment, stdin and preopened directories.
+    pub invocation: Invocation,
     /// Cap on all memories together, in bytes.
     pub max_memory: Option<usize>,
     /// Wall-clock limit.
@@ -201,25 +194,11 @@ fn run_in_store(
     stdout: &CappedPipe,
     stderr: &CappedPipe,
 ) -> Ending {
-    let mut b = WasiCtxBuilder::new();
-    b.args(&call.args)
-        .envs(&call.env)
-        .stdin(MemoryInputPipe::new(call.stdin.clone()))
-        .stdout(stdout.clone())
-        .stderr(stderr.clone());
-    for (host, guest) in &call.preopens {
-        if let Err(e) = b.preopened_dir(host, guest, FsPerms::ReadWrite) {
-            return Ending::Failed(format!("cannot preopen {guest}: {e}"));
-        }
-    }
-    let mut store = Store::new(
-        engine,
-        Host {
-            wasi: b.build_p1(),
-            limits: MemoryCap::new(call.max_memory),
-        },
-    );
-    store.limiter(|h| &mut h.limits);
+    let b = match call.invocation.wasi(stdout.clone(), stderr.clone()) {
+        Ok(b) => b,
+        Err(e) => return Ending::Failed(e),
+    };
+    let mut store = Host::store(engine, b, call.max_memory);
     let deadline = call.timeout.map(|t| Instant::now() + t);
     let interrupted: Arc<Mutex<Option<Ending>>> = Arc::default();
     let flag = cancel.clone();

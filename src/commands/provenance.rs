@@ -8,7 +8,7 @@ use super::args::default_jobs;
 use crate::build::{self, BuildOptions, DEFAULT_MAX_SHARD_BYTES};
 use crate::config::Config;
 use crate::manifest::Manifest;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// Rebuilds `rootfs` in memory (nothing is written) and compares it with the build in `out`
@@ -83,11 +83,7 @@ fn rebuild(
 /// Megabinaries: the code itself.
 fn compare_megabinaries(manifest: &Manifest, rebuilt: &Manifest, rootfs: &Path) -> Vec<String> {
     let mut problems = Vec::new();
-    let names: BTreeSet<&String> = manifest
-        .megabinaries
-        .keys()
-        .chain(rebuilt.megabinaries.keys())
-        .collect();
+    let names = union_keys(&manifest.megabinaries, &rebuilt.megabinaries);
     for name in names {
         match (
             manifest.megabinaries.get(name),
@@ -113,11 +109,7 @@ fn compare_megabinaries(manifest: &Manifest, rebuilt: &Manifest, rootfs: &Path) 
 /// Paths: programs the build lacks (stale build), has in excess, or maps differently.
 fn compare_paths(manifest: &Manifest, rebuilt: &Manifest) -> Vec<String> {
     let mut problems = Vec::new();
-    let paths: BTreeSet<&String> = manifest
-        .binaries
-        .keys()
-        .chain(rebuilt.binaries.keys())
-        .collect();
+    let paths = union_keys(&manifest.binaries, &rebuilt.binaries);
     for path in paths {
         match (manifest.binaries.get(path), rebuilt.binaries.get(path)) {
             (None, Some(b)) => problems.push(format!(
@@ -145,4 +137,12 @@ fn compare_paths(manifest: &Manifest, rebuilt: &Manifest) -> Vec<String> {
         }
     }
     problems
+}
+
+/// The keys of both maps, sorted, once each.
+fn union_keys<'a, V>(
+    a: &'a BTreeMap<String, V>,
+    b: &'a BTreeMap<String, V>,
+) -> BTreeSet<&'a String> {
+    a.keys().chain(b.keys()).collect()
 }

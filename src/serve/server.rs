@@ -13,7 +13,7 @@ use rmcp::model::{
 use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData as McpError, Peer, RoleServer, ServerHandler};
 use runtime_check::Cache;
-use runtime_check::{run_call, Call, Cancel, Ending, Outcome, Ticker};
+use runtime_check::{run_call, Call, Cancel, Ending, Invocation, Outcome, Ticker};
 use runtime_check::{Measurer, Memo};
 use runtime_check::{Refusal, Request, EXIT_NOT_FOUND};
 use serde_json::{Map, Value};
@@ -287,14 +287,16 @@ impl Server {
             .unwrap_or_default()
             .to_string();
         let spec = Call {
-            args: std::iter::once(argv0).chain(args.args).collect(),
-            env: vec![("PWD".into(), WORK_DIR.into())],
-            stdin: args.stdin,
-            // `/work`, and `.` so that relative paths resolve inside it too.
-            preopens: vec![
-                (work.path().to_path_buf(), WORK_DIR.into()),
-                (work.path().to_path_buf(), ".".into()),
-            ],
+            invocation: Invocation {
+                args: std::iter::once(argv0).chain(args.args).collect(),
+                env: vec![("PWD".into(), WORK_DIR.into())],
+                stdin: args.stdin,
+                // `/work`, and `.` so that relative paths resolve inside it too.
+                preopens: vec![
+                    (work.path().to_path_buf(), WORK_DIR.into()),
+                    (work.path().to_path_buf(), ".".into()),
+                ],
+            },
             max_memory: target.max_memory,
             timeout: target.timeout,
             output_limit: OUTPUT_LIMIT,
