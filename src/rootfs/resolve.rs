@@ -129,6 +129,13 @@ mod tests {
         dir
     }
 
+    /// Creates each `(target, link)` symlink, `link` relative to `root`.
+    fn links(root: &Path, links: &[(&str, &str)]) {
+        for (target, link) in links {
+            symlink(target, root.join(link)).unwrap();
+        }
+    }
+
     fn resolved(root: &Path, path: &str) -> Result<PathBuf, ResolveError> {
         resolve(root, path).map(|t| t.host.strip_prefix(root).unwrap().to_path_buf())
     }
@@ -143,9 +150,14 @@ mod tests {
     fn relative_and_absolute_targets() {
         let dir = setup();
         let root = dir.path();
-        symlink("real", root.join("bin/rel")).unwrap();
-        symlink("/bin/real", root.join("bin/abs")).unwrap();
-        symlink("../../bin/rel", root.join("usr/lib/chain")).unwrap();
+        links(
+            root,
+            &[
+                ("real", "bin/rel"),
+                ("/bin/real", "bin/abs"),
+                ("../../bin/rel", "usr/lib/chain"),
+            ],
+        );
         assert_eq!(resolved(root, "/bin/rel"), Ok("bin/real".into()));
         assert_eq!(resolved(root, "/bin/abs"), Ok("bin/real".into()));
         assert_eq!(resolved(root, "/usr/lib/chain"), Ok("bin/real".into()));
@@ -155,8 +167,13 @@ mod tests {
     fn dotdot_is_clamped_at_root() {
         let dir = setup();
         let root = dir.path();
-        symlink("../../../../../../bin/real", root.join("usr/lib/up")).unwrap();
-        symlink("/../../etc/../bin/real", root.join("bin/abs_up")).unwrap();
+        links(
+            root,
+            &[
+                ("../../../../../../bin/real", "usr/lib/up"),
+                ("/../../etc/../bin/real", "bin/abs_up"),
+            ],
+        );
         assert_eq!(resolved(root, "/usr/lib/up"), Ok("bin/real".into()));
         assert_eq!(resolved(root, "/bin/abs_up"), Ok("bin/real".into()));
         // Like the kernel, `missing/..` does not exist.
@@ -171,8 +188,7 @@ mod tests {
     fn symlinked_directories_in_the_middle() {
         let dir = setup();
         let root = dir.path();
-        symlink("/bin", root.join("sbin")).unwrap();
-        symlink("../sbin/real", root.join("usr/x")).unwrap();
+        links(root, &[("/bin", "sbin"), ("../sbin/real", "usr/x")]);
         assert_eq!(resolved(root, "/usr/x"), Ok("bin/real".into()));
         let target = resolve(root, "/sbin").unwrap();
         assert!(target.meta.is_dir());
@@ -182,8 +198,7 @@ mod tests {
     fn to_root_is_a_directory() {
         let dir = setup();
         let root = dir.path();
-        symlink("/", root.join("bin/rootlink")).unwrap();
-        symlink("..", root.join("bin/parent")).unwrap();
+        links(root, &[("/", "bin/rootlink"), ("..", "bin/parent")]);
         assert!(resolve(root, "/bin/rootlink").unwrap().meta.is_dir());
         assert!(resolve(root, "/bin/parent").unwrap().meta.is_dir());
     }
@@ -192,11 +207,16 @@ mod tests {
     fn dangling_and_loops() {
         let dir = setup();
         let root = dir.path();
-        symlink("/nope", root.join("bin/dangling")).unwrap();
-        symlink("real/x", root.join("bin/through_file")).unwrap();
-        symlink("b", root.join("bin/a")).unwrap();
-        symlink("a", root.join("bin/b")).unwrap();
-        symlink("self", root.join("bin/self")).unwrap();
+        links(
+            root,
+            &[
+                ("/nope", "bin/dangling"),
+                ("real/x", "bin/through_file"),
+                ("b", "bin/a"),
+                ("a", "bin/b"),
+                ("self", "bin/self"),
+            ],
+        );
         assert_eq!(resolved(root, "/bin/dangling"), Err(ResolveError::Dangling));
         assert_eq!(
             resolved(root, "/bin/through_file"),

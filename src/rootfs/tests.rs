@@ -71,6 +71,13 @@ fn paths_of(scan: &Scan) -> Vec<Vec<&str>> {
     all
 }
 
+/// Asserts the skip reason of each path.
+fn assert_reasons(scan: &Scan, want: &[(&str, &str)]) {
+    for (path, r) in want {
+        assert_eq!(reason(scan, path).as_deref(), Some(*r), "{path}");
+    }
+}
+
 fn reason(scan: &Scan, path: &str) -> Option<String> {
     scan.skipped.get(path).map(ToString::to_string)
 }
@@ -146,13 +153,12 @@ fn symlinks_resolve_inside_root() {
     );
     assert_eq!(p.primary_path, "/bin/busybox");
     assert_eq!(entry_names(&scan.programs), ["busybox"]);
-    assert_eq!(
-        reason(&scan, "/usr/bin/escape").as_deref(),
-        Some("dangling-symlink")
-    );
-    assert_eq!(
-        reason(&scan, "/usr/bin/escape_rel").as_deref(),
-        Some("dangling-symlink")
+    assert_reasons(
+        &scan,
+        &[
+            ("/usr/bin/escape", "dangling-symlink"),
+            ("/usr/bin/escape_rel", "dangling-symlink"),
+        ],
     );
     assert!(!scan.skipped.contains_key("/sbin"));
     assert_eq!(scan.skipped.len(), 2);
@@ -191,20 +197,16 @@ fn loops_and_dangling_symlinks() {
     link(root, "/bin/empty_dir_target", "/bin/a/b");
     let scan = run(root);
     assert!(scan.programs.is_empty());
-    assert_eq!(reason(&scan, "/bin/a").as_deref(), Some("symlink-loop"));
-    assert_eq!(reason(&scan, "/bin/b").as_deref(), Some("symlink-loop"));
-    assert_eq!(reason(&scan, "/bin/self").as_deref(), Some("symlink-loop"));
-    assert_eq!(
-        reason(&scan, "/bin/dir_loop/x").as_deref(),
-        Some("symlink-loop")
-    );
-    assert_eq!(
-        reason(&scan, "/bin/empty_dir_target").as_deref(),
-        Some("symlink-loop")
-    );
-    assert_eq!(
-        reason(&scan, "/bin/dangling").as_deref(),
-        Some("dangling-symlink")
+    assert_reasons(
+        &scan,
+        &[
+            ("/bin/a", "symlink-loop"),
+            ("/bin/b", "symlink-loop"),
+            ("/bin/self", "symlink-loop"),
+            ("/bin/dir_loop/x", "symlink-loop"),
+            ("/bin/empty_dir_target", "symlink-loop"),
+            ("/bin/dangling", "dangling-symlink"),
+        ],
     );
     assert!(scan
         .warnings
