@@ -13,8 +13,15 @@ use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use std::path::PathBuf;
 use std::time::Duration;
 
-fn merge(set: &[common::Prog], jobs: usize) -> usize {
-    let programs = common::merger_programs(set);
+/// Merges `set`; with `proofs`, each program carries the validation proof the build's check
+/// stage made (`Footprint::checked`), so the merge only parses it.
+fn merge(set: &[common::Prog], jobs: usize, proofs: Option<&[merger::Validated]>) -> usize {
+    let mut programs = common::merger_programs(set);
+    if let Some(proofs) = proofs {
+        for (p, v) in programs.iter_mut().zip(proofs) {
+            p.validated = Some(*v);
+        }
+    }
     merger::merge(
         &programs,
         &merger::MergeOptions {
@@ -39,7 +46,27 @@ fn benches(c: &mut Criterion) {
         let set = common::program_set(n);
         g.throughput(Throughput::Bytes(common::total_bytes(&set)));
         g.bench_with_input(BenchmarkId::new("merge", n), &n, |b, _| {
-            b.iter(|| merge(&set, jobs))
+            b.iter(|| merge(&set, jobs, None))
+        });
+    }
+    // The build's merge stage: programs validated by the check stage are not validated again.
+    for (label, set) in [("99", common::program_set(99)), ("big", common::big_set())] {
+        let opts = merger::MergeOptions::default();
+        let proofs: Vec<merger::Validated> = set
+            .iter()
+            .map(|p| {
+                merger::Footprint::checked(&p.wasm, &opts)
+                    .expect("valid")
+                    .1
+                    .expect("proof")
+            })
+            .collect();
+        g.throughput(Throughput::Bytes(common::total_bytes(&set)));
+        g.bench_function(BenchmarkId::new("merge-revalidating", label), |b| {
+            b.iter(|| merge(&set, jobs, None))
+        });
+        g.bench_function(BenchmarkId::new("merge-with-proofs", label), |b| {
+            b.iter(|| merge(&set, jobs, Some(&proofs)))
         });
     }
     for (label, set) in [
