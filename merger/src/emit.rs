@@ -96,11 +96,13 @@ fn start_function(plan: &Plan<'_>, k: usize, r: &mut Reindex) -> Result<Function
             .memory_grow(l.memory);
         trap_if_grow_failed(&mut body);
     }
+    let mut start = StartBody { input, l, r, body };
     if !l.eager_tables {
-        grow_tables(input, l, r, &mut body)?;
-        apply_elements(input, l, r, &mut body)?;
+        start.grow_tables()?;
+        start.apply_elements()?;
     }
-    apply_data(l, r, &mut body)?;
+    start.apply_data()?;
+    let StartBody { r, mut body, .. } = start;
     if let Some(s) = input.start {
         InstructionSink::new(&mut body).call(r.funcs[s as usize]);
     }
@@ -122,93 +124,97 @@ fn trap_if_grow_failed(body: &mut Vec<u8>) {
         .end();
 }
 
-/// Grows the program's (empty) tables to their initial size, with their initial value.
-fn grow_tables(
-    input: &Input<'_>,
-    l: &Layout<'_>,
-    r: &mut Reindex,
-    body: &mut Vec<u8>,
-) -> Result<(), MergeError> {
-    for (t, table) in input.tables.iter().enumerate() {
-        if table.ty.initial == 0 {
-            continue;
-        }
-        match &table.init {
-            wasmparser::TableInit::RefNull => {
-                let ty = r.ref_type(table.ty.element_type).map_err(internal)?;
-                InstructionSink::new(body).ref_null(ty.heap_type);
-            }
-            wasmparser::TableInit::Expr(e) => inline_expr(r, e, body)?,
-        }
-        InstructionSink::new(body)
-            .i32_const(table.ty.initial as i32)
-            .table_grow(l.table_base + t as u32);
-        trap_if_grow_failed(body);
-    }
-    Ok(())
+/// The body of a program's start function being written, with what it is written from.
+struct StartBody<'p, 'a> {
+    input: &'p Input<'a>,
+    l: &'p Layout<'a>,
+    r: &'p mut Reindex,
+    body: Vec<u8>,
 }
 
-/// Applies the program's active element segments (made passive) and drops them.
-fn apply_elements(
-    input: &Input<'_>,
-    l: &Layout<'_>,
-    r: &mut Reindex,
-    body: &mut Vec<u8>,
-) -> Result<(), MergeError> {
-    for (j, e) in input.elements.iter().enumerate() {
-        if let wasmparser::ElementKind::Active {
-            table_index,
-            offset_expr,
-        } = &e.kind
-        {
-            let count = match &e.items {
-                wasmparser::ElementItems::Functions(f) => f.count(),
-                wasmparser::ElementItems::Expressions(_, x) => x.count(),
-            };
-            inline_expr(r, offset_expr, body)?;
-            let seg = l.elem_base + j as u32;
-            InstructionSink::new(body)
+impl StartBody<'_, '_> {
+    fn sink(&mut self) -> InstructionSink<'_> {
+        InstructionSink::new(&mut self.body)
+    }
+
+    /// Grows the program's (empty) tables to their initial size, with their initial value.
+    fn grow_tables(&mut self) -> Result<(), MergeError> {
+        let (input, l) = (self.input, self.l);
+        for (t, table) in input.tables.iter().enumerate() {
+            if table.ty.initial == 0 {
+                continue;
+            }
+            match &table.init {
+                wasmparser::TableInit::RefNull => {
+                    let ty = self.r.ref_type(table.ty.element_type).map_err(internal)?;
+                    self.sink().ref_null(ty.heap_type);
+                }
+                wasmparser::TableInit::Expr(e) => self.inline_expr(e)?,
+            }
+            self.sink()
+                .i32_const(table.ty.initial as i32)
+                .table_grow(l.table_base + t as u32);
+            trap_if_grow_failed(&mut self.body);
+        }
+        Ok(())
+    }
+
+    /// Applies the program's active element segments (made passive) and drops them.
+    fn apply_elements(&mut self) -> Result<(), MergeError> {
+        let (input, l) = (self.input, self.l);
+        for (j, e) in input.elements.iter().enumerate() {
+            if let wasmparser::ElementKind::Active {
+                table_index,
+                offset_expr,
+            } = &e.kind
+            {
+                let count = match &e.items {
+                    wasmparser::ElementItems::Functions(f) => f.count(),
+                    wasmparser::ElementItems::Expressions(_, x) => x.count(),
+                };
+                self.inline_expr(offset_expr)?;
+                let seg = l.elem_base + j as u32;
+                self.sink()
+                    .i32_const(0)
+                    .i32_const(count as i32)
+                    .table_init(l.table_base + table_index.unwrap_or(0), seg)
+                    .elem_drop(seg);
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies the program's (coalesced) active data segments, made passive, and drops them.
+    fn apply_data(&mut self) -> Result<(), MergeError> {
+        let l = self.l;
+        for (j, a) in l.active.iter().enumerate() {
+            let seg = l.data_base + l.passive_data + j as u32;
+            match a {
+                ActiveData::Const { offset, .. } | ActiveData::Joined { offset, .. } => {
+                    self.sink().i32_const(*offset as i32);
+                }
+                ActiveData::Expr { offset, .. } => self.inline_expr(offset)?,
+            }
+            self.sink()
                 .i32_const(0)
-                .i32_const(count as i32)
-                .table_init(l.table_base + table_index.unwrap_or(0), seg)
-                .elem_drop(seg);
+                .i32_const(a.len() as i32)
+                .memory_init(l.memory, seg)
+                .data_drop(seg);
         }
+        Ok(())
     }
-    Ok(())
-}
 
-/// Applies the program's (coalesced) active data segments, made passive, and drops them.
-fn apply_data(l: &Layout<'_>, r: &mut Reindex, body: &mut Vec<u8>) -> Result<(), MergeError> {
-    for (j, a) in l.active.iter().enumerate() {
-        let seg = l.data_base + l.passive_data + j as u32;
-        match a {
-            ActiveData::Const { offset, .. } | ActiveData::Joined { offset, .. } => {
-                InstructionSink::new(body).i32_const(*offset as i32);
-            }
-            ActiveData::Expr { offset, .. } => inline_expr(r, offset, body)?,
-        }
-        InstructionSink::new(body)
-            .i32_const(0)
-            .i32_const(a.len() as i32)
-            .memory_init(l.memory, seg)
-            .data_drop(seg);
+    /// Appends a constant expression's instructions (without its `end`).
+    fn inline_expr(&mut self, expr: &wasmparser::ConstExpr<'_>) -> Result<(), MergeError> {
+        let mut bytes = Vec::new();
+        self.r
+            .const_expr(expr.clone())
+            .map_err(internal)?
+            .encode(&mut bytes);
+        bytes.pop(); // the trailing `end`
+        self.body.extend_from_slice(&bytes);
+        Ok(())
     }
-    Ok(())
-}
-
-/// Appends a constant expression's instructions (without its `end`) to `body`.
-fn inline_expr(
-    r: &mut Reindex,
-    expr: &wasmparser::ConstExpr<'_>,
-    body: &mut Vec<u8>,
-) -> Result<(), MergeError> {
-    let mut bytes = Vec::new();
-    r.const_expr(expr.clone())
-        .map_err(internal)?
-        .encode(&mut bytes);
-    bytes.pop(); // the trailing `end`
-    body.extend_from_slice(&bytes);
-    Ok(())
 }
 
 /// Every section but code and data, and the merge map, built in index order.
