@@ -317,38 +317,12 @@ fn exports_start(payload: &[u8], offset: u64) -> Result<bool, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wasm_encoder::{
-        CodeSection, CustomSection, ExportKind, ExportSection, Function, FunctionSection,
-        MemorySection, MemoryType, Module, TypeSection,
-    };
+    use wasm_encoder::{ExportKind, ExportSection, MemorySection, MemoryType, Module};
 
     /// A module with one function exported under each of `exports`, plus a custom section of
     /// `custom` bytes placed before the export section.
     fn module(exports: &[&str], custom: usize) -> Vec<u8> {
-        let mut m = Module::new();
-        let mut types = TypeSection::new();
-        types.ty().function([], []);
-        m.section(&types);
-        let mut funcs = FunctionSection::new();
-        funcs.function(0);
-        m.section(&funcs);
-        if custom > 0 {
-            m.section(&CustomSection {
-                name: "pad".into(),
-                data: vec![0xab; custom].into(),
-            });
-        }
-        let mut ex = ExportSection::new();
-        for name in exports {
-            ex.export(name, ExportKind::Func, 0);
-        }
-        m.section(&ex);
-        let mut code = CodeSection::new();
-        let mut f = Function::new([]);
-        f.instructions().end();
-        code.function(&f);
-        m.section(&code);
-        m.finish()
+        super::super::tests::module_with(exports, 0, custom, 0)
     }
 
     fn scan_chunks(bytes: &[u8], chunk: usize) -> Result<ModuleKind, String> {

@@ -12,6 +12,17 @@ use wasm_encoder::{
 /// A module exporting one function as `export`; `tag` makes the content distinct and `pad`
 /// appends a custom section of that many bytes.
 fn module(export: &str, tag: i32, pad: usize) -> Vec<u8> {
+    module_with(&[export], tag, 0, pad)
+}
+
+/// A module with one function, exported under each of `exports`, whose body pushes and drops
+/// `tag` (distinct content); a custom section of `custom` bytes before the export section and
+/// one of `pad` bytes at the end (none for 0).
+pub(super) fn module_with(exports: &[&str], tag: i32, custom: usize, pad: usize) -> Vec<u8> {
+    let custom_section = |size: usize| CustomSection {
+        name: "pad".into(),
+        data: vec![0x5a; size].into(),
+    };
     let mut m = Module::new();
     let mut types = TypeSection::new();
     types.ty().function([], []);
@@ -19,19 +30,21 @@ fn module(export: &str, tag: i32, pad: usize) -> Vec<u8> {
     let mut funcs = FunctionSection::new();
     funcs.function(0);
     m.section(&funcs);
-    let mut exports = ExportSection::new();
-    exports.export(export, ExportKind::Func, 0);
-    m.section(&exports);
+    if custom > 0 {
+        m.section(&custom_section(custom));
+    }
+    let mut ex = ExportSection::new();
+    for name in exports {
+        ex.export(name, ExportKind::Func, 0);
+    }
+    m.section(&ex);
     let mut code = CodeSection::new();
     let mut f = Function::new([]);
     f.instructions().i32_const(tag).drop().end();
     code.function(&f);
     m.section(&code);
     if pad > 0 {
-        m.section(&CustomSection {
-            name: "pad".into(),
-            data: vec![0x5a; pad].into(),
-        });
+        m.section(&custom_section(pad));
     }
     m.finish()
 }
