@@ -169,21 +169,15 @@ fn the_dockerfile_image_runs_programs_with_nothing_from_outside_it() {
         zeros = "0".repeat(64)
     );
     let o = in_namespace("-Ur", &script);
-    let (stdout, stderr) = (text(&o.stdout), text(&o.stderr));
-    assert!(o.status.success(), "{stdout}\n{stderr}");
     let hello = "hello from megabin fixture\n";
-    assert!(
-        stdout.contains(&format!("--- run\n{hello}/usr/bin/hello\none\ntwo\n")),
-        "{stdout}\n{stderr}"
-    );
-    assert!(
-        stdout.contains(&format!("--- bare name\n{hello}hello\n")),
-        "{stdout}\n{stderr}"
-    );
-    assert!(stdout.contains("exit(7)\nstatus 7"), "{stdout}\n{stderr}");
-    assert!(
-        stdout.contains("--- wrong pin\nstatus 126"),
-        "{stdout}\n{stderr}"
+    let stderr = succeeded_with(
+        &o,
+        &[
+            format!("--- run\n{hello}/usr/bin/hello\none\ntwo\n"),
+            format!("--- bare name\n{hello}hello\n"),
+            "exit(7)\nstatus 7".into(),
+            "--- wrong pin\nstatus 126".into(),
+        ],
     );
     // Only the verified artifact ran: nothing was compiled in the image.
     assert!(!stderr.contains("compiling"), "{stderr}");
@@ -215,17 +209,27 @@ fn the_dockerfile_image_runs_programs_with_nothing_from_outside_it() {
         return;
     }
     let o = in_namespace("-Urm", &script);
+    succeeded_with(
+        &o,
+        &[
+            format!("--- hello\n{hello}/usr/bin/hello\none\ntwo\n"),
+            format!("--- symlink\n{hello}/usr/bin/hi\n"),
+            "exit(7)\nstatus 7".into(),
+        ],
+    );
+}
+
+/// Asserts that the script of `o` succeeded and printed each of `parts`; returns its stderr.
+fn succeeded_with(o: &Output, parts: &[String]) -> String {
     let (stdout, stderr) = (text(&o.stdout), text(&o.stderr));
     assert!(o.status.success(), "{stdout}\n{stderr}");
-    assert!(
-        stdout.contains(&format!("--- hello\n{hello}/usr/bin/hello\none\ntwo\n")),
-        "{stdout}\n{stderr}"
-    );
-    assert!(
-        stdout.contains(&format!("--- symlink\n{hello}/usr/bin/hi\n")),
-        "{stdout}\n{stderr}"
-    );
-    assert!(stdout.contains("exit(7)\nstatus 7"), "{stdout}\n{stderr}");
+    for part in parts {
+        assert!(
+            stdout.contains(part.as_str()),
+            "{part:?} in\n{stdout}\n{stderr}"
+        );
+    }
+    stderr
 }
 
 #[test]

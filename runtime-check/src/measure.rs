@@ -232,6 +232,32 @@ mod tests {
     }
 
     #[test]
+    fn a_memo_answers_without_reading_the_record_until_the_file_changes() {
+        let (_d, cache, f) = cache_and_file(b"one");
+        std::thread::sleep(RACY_WINDOW * 2);
+        let memo = Memo::default();
+        let m = Measurer::with_memo(Some(&cache), false, &memo);
+        let first = m.digest(&open_regular(&f).unwrap()).unwrap();
+        assert_eq!(first, Digest::of(b"one"));
+        // Forge the record on disk: a measurer without the memo reads it, the memo does not.
+        let id = Identity::of(&std::fs::metadata(&f).unwrap());
+        let fake = Digest([7u8; 32]);
+        let plain = Measurer::new(Some(&cache), false);
+        plain.record(&id, &fake);
+        assert_eq!(plain.digest(&open_regular(&f).unwrap()).unwrap(), fake);
+        assert_eq!(m.digest(&open_regular(&f).unwrap()).unwrap(), first);
+        // A changed file has another identity: measured again.
+        std::fs::write(&f, b"two").unwrap();
+        assert_eq!(
+            m.digest(&open_regular(&f).unwrap()).unwrap(),
+            Digest::of(b"two")
+        );
+        // Without a cache there is no memo either: every file is hashed.
+        let none = Measurer::with_memo(None, false, &memo);
+        assert!(none.memo.is_none());
+    }
+
+    #[test]
     fn a_file_changed_just_now_is_not_recorded() {
         let (_d, cache, f) = cache_and_file(b"new");
         let m = Measurer::new(Some(&cache), false);
