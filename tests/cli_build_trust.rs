@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use megabin::manifest::{container_id, Manifest};
+use megabin::manifest::Manifest;
 use megabin_format::Digest;
 use std::io::Write;
 use std::os::unix::fs::symlink;
@@ -243,7 +243,7 @@ fn reseal(out: &Path, m: &mut Manifest) {
     for (name, digest) in m.megabinaries.iter_mut() {
         *digest = Digest::of(&std::fs::read(out.join(name)).unwrap());
     }
-    m.container_id = container_id(&m.megabinaries, &m.binaries, &m.agent_tools, m.aot.as_ref());
+    m.container_id = m.computed_id();
     assert!(m.id_is_consistent());
     std::fs::write(out.join("manifest.json"), m.to_json()).unwrap();
 }

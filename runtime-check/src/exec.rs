@@ -21,11 +21,30 @@ pub struct Invocation {
     pub stdin: Vec<u8>,
     /// Preopened directories: (host path, guest path).
     pub preopens: Vec<(PathBuf, String)>,
+    /// Directories preopened read-only (a script's private directory): (host path, guest path).
+    pub read_only: Vec<(PathBuf, String)>,
+}
+
+/// Preopens `read_write` and then `read_only` directories (host path, guest path).
+pub(crate) fn preopen(
+    b: &mut WasiCtxBuilder,
+    read_write: &[(PathBuf, String)],
+    read_only: &[(PathBuf, String)],
+) -> Result<(), String> {
+    let all = read_write
+        .iter()
+        .map(|d| (d, FsPerms::ReadWrite))
+        .chain(read_only.iter().map(|d| (d, FsPerms::ReadOnly)));
+    for ((host, guest), perms) in all {
+        b.preopened_dir(host, guest, perms)
+            .map_err(|e| format!("cannot preopen {} as {guest}: {e}", host.display()))?;
+    }
+    Ok(())
 }
 
 impl Invocation {
     /// A preview1 context builder with this invocation's argv, environment, stdin and
-    /// directories (preopened read-write), writing to `stdout` and `stderr`.
+    /// directories, writing to `stdout` and `stderr`.
     pub(crate) fn wasi(
         &self,
         stdout: impl StdoutStream + 'static,
@@ -37,10 +56,7 @@ impl Invocation {
             .stdin(MemoryInputPipe::new(self.stdin.clone()))
             .stdout(stdout)
             .stderr(stderr);
-        for (host, guest) in &self.preopens {
-            b.preopened_dir(host, guest, FsPerms::ReadWrite)
-                .map_err(|e| format!("cannot preopen {guest}: {e}"))?;
-        }
+        preopen(&mut b, &self.preopens, &self.read_only)?;
         Ok(b)
     }
 }

@@ -4,7 +4,7 @@
 //! The run half of the pipeline, one module per stage: **load** (`trust`: the manifest from a
 //! trusted source; `load`: the code from a verified AOT artifact, the compile cache or
 //! compiling), **verify** (`verify`, `measure`: the requested file against the manifest,
-//! verified once), **instantiate and run** (`engine`, `run`, `exec`, `host`; `session` for a
+//! verified once; `script`: a `#!` script's verified copy for its interpreter), **instantiate and run** (`engine`, `run`, `exec`, `host`; `session` for a
 //! long-lived controller). What callers need is re-exported below; `manifest` (the on-disk
 //! format) is public as a whole.
 #![warn(missing_docs)]
@@ -22,6 +22,7 @@ pub mod manifest;
 mod measure;
 mod open;
 mod run;
+mod script;
 mod session;
 mod trust;
 mod verify;
@@ -40,10 +41,11 @@ pub use crate::{
     measure::{Measurer, Memo},
     open::{open_regular, read_all, OpenError, Opened},
     run::{run_module, RunConfig, RunError, EXIT_TIMEOUT},
+    script::{StagedScript, VerifiedScript},
     session::{run_call, Call, Cancel, Ending, Outcome, Output, Prepared, Ticker},
     trust::{parse_pin, Container, FileError, VerifiedFile, EXPECT_ID_ENV, MANIFEST_FILE},
     verify::{
-        hash_file, load_manifest, Refusal, Request, Verified, EXIT_NOT_FOUND, EXIT_REFUSED,
+        hash_file, load_manifest, Locate, Refusal, Request, Verified, EXIT_NOT_FOUND, EXIT_REFUSED,
         MIN_DIGEST_PREFIX,
     },
 };

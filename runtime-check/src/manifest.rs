@@ -26,6 +26,10 @@ pub struct Manifest {
     pub binaries: BTreeMap<String, Binary>,
     /// Agent tool name → the program it names, with what `serve` tells agents about it.
     pub agent_tools: BTreeMap<String, AgentTool>,
+    /// Absolute rootfs path → a `#!` script a merged program interprets. Absent when there is
+    /// none (and then not part of the container id, so builds without scripts keep theirs).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub scripts: BTreeMap<String, Script>,
     /// Absolute rootfs path → why it is not in the megabinary.
     pub skipped: BTreeMap<String, String>,
     /// Ahead-of-time compiled artifacts, when built with `--aot`.
@@ -182,31 +186,60 @@ pub struct Binary {
     pub stubbed_imports: Vec<String>,
 }
 
+/// A `#!` script that a merged program interprets: run as the interpreter's entry with argv
+/// `[argv..., <script path>, args...]`, the script's file (and nothing else of the rootfs)
+/// readable at its path.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Script {
+    /// The digest of the script file.
+    pub hash: Digest,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The rootfs path of the interpreter: a key of [`Manifest::binaries`], whose file is
+    /// verified as well.
+    pub interpreter: String,
+    /// argv before the script's path: the interpreter as the `#!` line names it and its
+    /// optional argument (`["/usr/bin/python3", "-u"]`), or NAME for `#!/usr/bin/env NAME`.
+    pub argv: Vec<String>,
+}
+
 /// The container id: sha256 of the compact JSON array
-/// `[format, megabinaries, binaries, agent_tools, aot]` (maps with sorted keys, struct fields
-/// in declaration order, `aot` null when absent), so a change to any megabinary, artifact,
-/// path, hash, entry point or agent tool changes it.
+/// `[format, megabinaries, binaries, agent_tools, aot]`, with `scripts` appended when there
+/// are any (maps with sorted keys, struct fields in declaration order, `aot` null when absent),
+/// so a change to any megabinary, artifact, path, hash, entry point, agent tool or script
+/// changes it.
 pub fn container_id(
     megabinaries: &BTreeMap<String, Digest>,
     binaries: &BTreeMap<String, Binary>,
     agent_tools: &BTreeMap<String, AgentTool>,
     aot: Option<&Aot>,
+    scripts: &BTreeMap<String, Script>,
 ) -> Digest {
-    let canonical = serde_json::to_vec(&(FORMAT, megabinaries, binaries, agent_tools, aot))
-        .expect("maps serialize");
-    Digest::of(&canonical)
+    let base = (FORMAT, megabinaries, binaries, agent_tools, aot);
+    let canonical = if scripts.is_empty() {
+        serde_json::to_vec(&base)
+    } else {
+        serde_json::to_vec(&(base.0, base.1, base.2, base.3, base.4, scripts))
+    };
+    Digest::of(&canonical.expect("maps serialize"))
 }
 
 impl Manifest {
+    /// The container id its contents give ([`container_id`]).
+    pub fn computed_id(&self) -> Digest {
+        container_id(
+            &self.megabinaries,
+            &self.binaries,
+            &self.agent_tools,
+            self.aot.as_ref(),
+            &self.scripts,
+        )
+    }
+
     /// Whether `container_id` matches the contents.
     pub fn id_is_consistent(&self) -> bool {
-        self.container_id
-            == container_id(
-                &self.megabinaries,
-                &self.binaries,
-                &self.agent_tools,
-                self.aot.as_ref(),
-            )
+        self.container_id == self.computed_id()
     }
 
     /// Pretty JSON with a trailing newline (the on-disk form).
@@ -237,38 +270,52 @@ mod tests {
             },
         );
         let tools = BTreeMap::new();
-        let id = container_id(&m, &b, &tools, None);
+        let none = BTreeMap::new();
+        let id = container_id(&m, &b, &tools, None, &none);
         let mut m2 = m.clone();
         m2.insert("container.wasm".into(), Digest::of(b"b"));
-        assert_ne!(id, container_id(&m2, &b, &tools, None));
+        assert_ne!(id, container_id(&m2, &b, &tools, None, &none));
         let mut b2 = b.clone();
         b2.get_mut("/bin/x").unwrap().entry_point = "y_start".into();
-        assert_ne!(id, container_id(&m, &b2, &tools, None));
+        assert_ne!(id, container_id(&m, &b2, &tools, None, &none));
         let mut b3 = b.clone();
         b3.get_mut("/bin/x").unwrap().stubbed_imports = vec!["env::host_call".into()];
-        assert_ne!(id, container_id(&m, &b3, &tools, None));
+        assert_ne!(id, container_id(&m, &b3, &tools, None, &none));
         let mut t2 = tools.clone();
         let tool = AgentTool::new(Digest::of(b"x"), "/bin/x".into());
         t2.insert("tool".into(), tool.clone());
-        assert_ne!(id, container_id(&m, &b, &t2, None));
+        assert_ne!(id, container_id(&m, &b, &t2, None, &none));
         // Every field of a tool is covered: a description or limit agents see, too.
         let mut t3 = t2.clone();
         t3.get_mut("tool").unwrap().description = Some("d".into());
         assert_ne!(
-            container_id(&m, &b, &t2, None),
-            container_id(&m, &b, &t3, None)
+            container_id(&m, &b, &t2, None, &none),
+            container_id(&m, &b, &t3, None, &none)
         );
         let mut t4 = t2.clone();
         t4.get_mut("tool").unwrap().timeout_ms = Some(1);
         assert_ne!(
-            container_id(&m, &b, &t2, None),
-            container_id(&m, &b, &t4, None)
+            container_id(&m, &b, &t2, None, &none),
+            container_id(&m, &b, &t4, None, &none)
         );
         let aot = Aot {
             engine: "e".into(),
             artifacts: [("container.cwasm".to_string(), Digest::of(b"n"))].into(),
         };
-        assert_ne!(id, container_id(&m, &b, &tools, Some(&aot)));
+        assert_ne!(id, container_id(&m, &b, &tools, Some(&aot), &none));
+        // A script and each of its fields.
+        let script = Script {
+            hash: Digest::of(b"s"),
+            size: 1,
+            interpreter: "/bin/x".into(),
+            argv: vec!["/bin/x".into()],
+        };
+        let scripts: BTreeMap<String, Script> = [("/bin/s".to_string(), script)].into();
+        let with = container_id(&m, &b, &tools, None, &scripts);
+        assert_ne!(id, with);
+        let mut s2 = scripts.clone();
+        s2.get_mut("/bin/s").unwrap().argv.push("-u".into());
+        assert_ne!(with, container_id(&m, &b, &tools, None, &s2));
     }
 
     #[test]

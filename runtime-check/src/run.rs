@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 use wasmtime::{Engine, Linker, Module, ResourceLimiter, Store, WasmBacktrace};
 use wasmtime_wasi::p1::WasiP1Ctx;
-use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
+use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 
 /// Exit code when the program failed after `--max-memory` refused it memory.
 pub use megabin_format::exit::MEMORY as EXIT_MEMORY;
@@ -30,6 +30,8 @@ pub struct RunConfig {
     pub env: Vec<(String, String)>,
     /// Preopened directories (host, guest).
     pub preopens: Vec<(PathBuf, String)>,
+    /// Directories preopened read-only (a script's private directory): (host, guest).
+    pub read_only: Vec<(PathBuf, String)>,
     /// Cap on all memories together, in bytes.
     pub max_memory: Option<usize>,
     /// Wall-clock limit.
@@ -252,10 +254,7 @@ pub fn run_module(
 
     let mut b = WasiCtxBuilder::new();
     b.inherit_stdio().args(&config.args).envs(&config.env);
-    for (host, guest) in &config.preopens {
-        b.preopened_dir(host, guest, FsPerms::ReadWrite)
-            .map_err(|e| RunError::Load(format!("cannot preopen {}: {e}", host.display())))?;
-    }
+    crate::exec::preopen(&mut b, &config.preopens, &config.read_only).map_err(RunError::Load)?;
     let mut store = Host::store(engine, b, config.max_memory);
     store.set_epoch_deadline(u64::MAX);
     let timer = config.timeout.map(|limit| {

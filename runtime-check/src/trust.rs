@@ -10,7 +10,7 @@
 //! - **ownership**, without a pin: OUT and every file read from it must be private (owned by
 //!   the invoking user or root, not writable by group or others), as OpenSSH's StrictModes.
 
-use crate::manifest::{container_id, Manifest, FORMAT};
+use crate::manifest::{Manifest, FORMAT};
 use crate::measure::Measurer;
 use crate::open::{not_private, open_dir, open_regular_at, read_all, OpenError, Opened};
 use crate::verify::{refused, Refusal, EXIT_NOT_FOUND};
@@ -253,7 +253,7 @@ fn check_manifest(m: &Manifest, trust: &TrustRoot, path: &Path) -> Result<(), Re
             m.format
         )));
     }
-    let computed = container_id(&m.megabinaries, &m.binaries, &m.agent_tools, m.aot.as_ref());
+    let computed = m.computed_id();
     if let TrustRoot::Pinned(pin) = trust {
         if computed != *pin {
             return Err(refused(format!(

@@ -5,6 +5,7 @@
 use crate::manifest::{Binary, Manifest};
 use crate::measure::Measurer;
 use crate::open::{open_regular, OpenError};
+use crate::script::{verify_script, VerifiedScript};
 use crate::trust::Container;
 use megabin_format::Digest;
 use std::path::{Path, PathBuf};
@@ -56,15 +57,23 @@ pub enum Request {
     Tool(String),
 }
 
+/// Where the rootfs paths a request needs besides its own are on the host (a script's
+/// interpreter, an agent tool that is a script): the host file of a rootfs path, symlinks
+/// resolved inside the rootfs, or `None` when it does not exist.
+pub type Locate<'a> = &'a dyn Fn(&str) -> Option<PathBuf>;
+
 /// A request that passed verification.
 #[derive(Clone, Debug)]
 pub struct Verified {
-    /// The program's digest (verified against the file when a path was given).
+    /// The program's digest (verified against the file when a path was given); for a script,
+    /// its interpreter's.
     pub digest: Digest,
     /// Its entry point export.
     pub entry_point: String,
     /// The megabinary file that holds it.
     pub megabinary: String,
+    /// For a `#!` script: the script the program interprets (its argv and verified bytes).
+    pub script: Option<VerifiedScript>,
 }
 
 /// Loads `<out>/manifest.json` trusted by ownership (see [`Container::open`]).
@@ -142,11 +151,13 @@ fn program_digest(path: &str, host: &Path, measurer: &Measurer) -> Result<Digest
 
 impl Container {
     /// Verifies `request` against the trusted manifest: the program file (for a path) hashes to
-    /// the manifest's digest. The code that runs it is verified when it is loaded
-    /// ([`crate::load::load_module`]).
+    /// the manifest's digest; for a `#!` script, the script and its interpreter's file both
+    /// hash to theirs (other rootfs files are found with `locate`). The code that runs it is
+    /// verified when it is loaded ([`crate::load::load_module`]).
     pub fn verify_request(
         &self,
         request: &Request,
+        locate: Locate<'_>,
         measurer: &Measurer,
     ) -> Result<Verified, Refusal> {
         let manifest = self.manifest();
@@ -156,6 +167,9 @@ impl Container {
                     return Err(not_found(format!(
                         "{path} is not in the megabinary: {reason}"
                     )));
+                }
+                if manifest.scripts.contains_key(path) {
+                    return self.verify_script(path, host.as_deref(), locate, measurer);
                 }
                 let binary = manifest
                     .binaries
@@ -175,11 +189,19 @@ impl Container {
             }
             Request::Digest(d) => by_digest_or_prefix(manifest, d)?,
             Request::Tool(name) => {
-                let d = &manifest
+                let tool = manifest
                     .agent_tools
                     .get(name)
-                    .ok_or_else(|| not_found(format!("no agent tool `{name}` in the manifest")))?
-                    .digest;
+                    .ok_or_else(|| not_found(format!("no agent tool `{name}` in the manifest")))?;
+                let d = &tool.digest;
+                // A script tool: its file is read from the rootfs, so it is verified there.
+                let script = tool
+                    .path
+                    .as_ref()
+                    .filter(|p| manifest.scripts.get(*p).is_some_and(|s| s.hash == *d));
+                if let Some(path) = script {
+                    return self.verify_script(path, locate(path).as_deref(), locate, measurer);
+                }
                 by_digest(manifest, d).ok_or_else(|| {
                     refused(format!(
                         "agent tool `{name}` names {d}, which no binary has"
@@ -191,6 +213,46 @@ impl Container {
             digest: binary.hash,
             entry_point: binary.entry_point.clone(),
             megabinary: binary.megabinary.clone(),
+            script: None,
+        })
+    }
+
+    /// Verifies the script at rootfs `path` (host file `host`) and its interpreter's file.
+    fn verify_script(
+        &self,
+        path: &str,
+        host: Option<&Path>,
+        locate: Locate<'_>,
+        measurer: &Measurer,
+    ) -> Result<Verified, Refusal> {
+        let manifest = self.manifest();
+        let script = &manifest.scripts[path];
+        let host = host.ok_or_else(|| not_found(format!("{path} does not exist in the rootfs")))?;
+        let verified = verify_script(path, host, script)?;
+        let interpreter = &script.interpreter;
+        let binary = manifest.binaries.get(interpreter).ok_or_else(|| {
+            refused(format!(
+                "{path}: its interpreter {interpreter} is not a program of the manifest"
+            ))
+        })?;
+        let interpreter_host = locate(interpreter).ok_or_else(|| {
+            not_found(format!(
+                "{path}: its interpreter {interpreter} does not exist in the rootfs"
+            ))
+        })?;
+        let actual = program_digest(interpreter, &interpreter_host, measurer)?;
+        if actual != binary.hash {
+            return Err(refused(format!(
+                "{path}: its interpreter {interpreter} was modified or replaced: the manifest \
+                 expects {}, the file hashes to {actual}",
+                binary.hash
+            )));
+        }
+        Ok(Verified {
+            digest: binary.hash,
+            entry_point: binary.entry_point.clone(),
+            megabinary: binary.megabinary.clone(),
+            script: Some(verified),
         })
     }
 }

@@ -3,7 +3,7 @@
 
 use super::{BuildError, BuildOptions, Scanned};
 use crate::config::Config;
-use crate::manifest::AgentTool;
+use crate::manifest::{AgentTool, Script};
 use crate::rootfs::{self, SkipReason};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -27,6 +27,8 @@ pub(super) struct Checked {
     pub ready: Vec<Ready>,
     /// `argv[0]` names per program of `ready` (see [`unique_aliases`]).
     pub aliases: Vec<Vec<String>>,
+    /// Rootfs path → a `#!` script one of `ready` interprets (see `scripts.rs`).
+    pub scripts: BTreeMap<String, Script>,
     /// Rootfs path → why it is not merged (the scan's reasons and the check's).
     pub skipped: BTreeMap<String, SkipReason>,
     /// The scan's warnings, then the check's.
@@ -80,9 +82,11 @@ pub(super) fn check(
     }
     ready.sort_by_key(|r| r.content.digest());
     let aliases = unique_aliases(&ready, &mut warnings);
+    let scripts = super::scripts::check_scripts(&opts.rootfs, scan.scripts, &ready, &mut skipped);
     Ok(Checked {
         ready,
         aliases,
+        scripts,
         skipped,
         warnings,
     })
@@ -145,7 +149,8 @@ fn unique_aliases(ready: &[Ready], warnings: &mut Vec<String>) -> Vec<Vec<String
     out
 }
 
-/// Agent tools must name merged programs: tool name → program digest.
+/// Agent tools must name merged programs or runnable scripts: tool name → the digest of the
+/// program or script.
 pub(super) fn agent_tools(
     config: &Config,
     checked: &Checked,
@@ -153,10 +158,16 @@ pub(super) fn agent_tools(
     let mut agent_tools = BTreeMap::new();
     for (tool, spec) in config.tools() {
         let path = &spec.path;
-        let Some(r) = checked.ready.iter().find(|r| r.paths.contains(path)) else {
+        let program = checked.ready.iter().find(|r| r.paths.contains(path));
+        let digest = match (program, checked.scripts.get(path)) {
+            (Some(r), _) => Some(r.content.digest()),
+            (None, Some(script)) => Some(script.hash),
+            (None, None) => None,
+        };
+        let Some(digest) = digest else {
             let reason = match checked.skipped.get(path) {
                 Some(why) => format!("is not merged ({why})"),
-                None => "is not a WASI command program in the rootfs".into(),
+                None => "is not a WASI command program or a script in the rootfs".into(),
             };
             return Err(BuildError::AgentTool {
                 name: tool.clone(),
@@ -167,7 +178,7 @@ pub(super) fn agent_tools(
         agent_tools.insert(
             tool.clone(),
             AgentTool {
-                digest: r.content.digest(),
+                digest,
                 path: Some(path.clone()),
                 description: spec.description.clone(),
                 timeout_ms: spec.timeout_ms,

@@ -5,7 +5,7 @@ use super::check::Checked;
 use super::merge::Shard;
 use super::{shard_file, BuildOptions, Files};
 use crate::config::Config;
-use crate::manifest::{container_id, AgentTool, Aot, Binary, BuildInfo, Manifest, FORMAT};
+use crate::manifest::{AgentTool, Aot, Binary, BuildInfo, Manifest, FORMAT};
 use megabin_format::Digest;
 use std::collections::BTreeMap;
 
@@ -45,13 +45,14 @@ pub(super) fn manifest(inputs: Inputs<'_>, shards: &[Shard]) -> Manifest {
             .map(|(f, b)| (f.clone(), Digest::of(b)))
             .collect(),
     });
-    Manifest {
+    let mut manifest = Manifest {
         format: FORMAT.to_string(),
-        container_id: container_id(&digests, &binaries, &agent_tools, aot.as_ref()),
+        container_id: Digest([0; 32]),
         megabinary: shard_file(0),
         megabinaries: digests,
         binaries,
         agent_tools,
+        scripts: checked.scripts.clone(),
         skipped: checked
             .skipped
             .iter()
@@ -67,7 +68,9 @@ pub(super) fn manifest(inputs: Inputs<'_>, shards: &[Shard]) -> Manifest {
                 .collect(),
             stub_foreign_imports: opts.stub_foreign_imports || config.stub_foreign_imports,
         }),
-    }
+    };
+    manifest.container_id = manifest.computed_id();
+    manifest
 }
 
 /// Rootfs path → its program's digest, start export, megabinary, size and stubbed imports,

@@ -7,6 +7,7 @@
 //! 1. [`scan`] (`scan.rs`, [`crate::rootfs`]): walk, classify, read and hash each program once;
 //! 2. `check` (`check.rs`): parse each program's bytes, its footprint, skip what the merger
 //!    refuses (a typed [`SkipReason`]), entry names and `argv[0]` aliases, agent tools;
+//!    and the `#!` scripts a merged program interprets (`scripts.rs`);
 //! 3. `merge` (`merge.rs`): plan the shards, merge each from the same bytes (and, with
 //!    `--aot`, precompile each);
 //! 4. `manifest` (`manifest.rs`): built from the merger's [`merger::MergeMap`]s;
@@ -20,6 +21,7 @@ mod manifest;
 mod merge;
 mod plan;
 mod scan;
+mod scripts;
 #[cfg(test)]
 mod tests;
 mod write;

@@ -11,8 +11,7 @@ use crate::rootfs;
 use runtime_check::{Refusal, Request, EXIT_NOT_FOUND};
 use std::path::Path;
 
-/// Directories searched for a bare program name, in order.
-pub const DEFAULT_PATH: &[&str] = &["/usr/local/bin", "/usr/bin", "/bin"];
+pub use crate::rootfs::DEFAULT_PATH;
 
 fn not_found(message: String) -> Refusal {
     Refusal {

@@ -4,6 +4,7 @@ use super::args::{self, TrustArgs};
 use super::error::{status, CliError, ErrorKind};
 use super::load::{load_code, open_cache, open_container};
 use super::lookup::request_for;
+use crate::rootfs;
 use runtime_check::Cache;
 use runtime_check::Container;
 use runtime_check::LoadOptions;
@@ -82,13 +83,32 @@ pub fn run(a: RunArgs) -> Result<ExitCode, CliError> {
     let (request, shown, args) = request(&a, &container)?;
     let cache = open_cache(&a.trust);
     let measurer = Measurer::new(cache.as_ref(), a.trust.rehash);
-    let verified = container.verify_request(&request, &measurer)?;
+    let locate = |path: &str| rootfs::resolve(&a.rootfs, path).ok().map(|t| t.host);
+    let verified = container.verify_request(&request, &locate, &measurer)?;
+    // A script: the interpreter's argv before the caller's arguments, the script's verified
+    // copy readable (only) at its path.
+    let staged =
+        match &verified.script {
+            Some(script) => Some(script.stage().map_err(|e| {
+                CliError::failed("run", format!("cannot stage {}: {e}", script.path))
+            })?),
+            None => None,
+        };
+    let argv: Vec<String> = match &verified.script {
+        Some(script) => script.argv.clone(),
+        None => vec![shown],
+    };
     let config = RunConfig {
-        args: std::iter::once(a.argv0.clone().unwrap_or(shown))
+        args: a
+            .argv0
+            .iter()
+            .cloned()
+            .chain(argv.into_iter().skip(usize::from(a.argv0.is_some())))
             .chain(args)
             .collect(),
         env: a.env.iter().flatten().cloned().collect(),
         preopens: a.dirs.clone(),
+        read_only: staged.iter().map(|s| s.preopen()).collect(),
         max_memory: a.max_memory,
         timeout: a.timeout,
     };

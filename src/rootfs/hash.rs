@@ -17,7 +17,11 @@ use std::thread;
 use sha2::{Digest, Sha256};
 
 use super::classify::{classify_header, Header, ModuleKind, ModuleScanner, HEADER_LEN};
+use super::shebang::{self, Shebang};
 use super::{Content, ScanError, SkipReason};
+
+/// Largest script the scan reads (a bigger one is skipped as a script too large to run).
+pub(crate) const MAX_SCRIPT_BYTES: u64 = 64 << 20;
 
 /// Largest module whose bytes the scan keeps (the largest module an engine accepts).
 pub(crate) const MAX_KEPT_BYTES: u64 = merger::limits::MAX_MODULE_BYTES;
@@ -49,6 +53,15 @@ pub(crate) enum FileOutcome {
         size: u64,
         /// The content, unless larger than [`MAX_KEPT_BYTES`].
         content: Option<Content>,
+    },
+    /// An executable script (starts with `#!`), hashed whole.
+    Script {
+        /// SHA-256 of the content.
+        digest: [u8; 32],
+        /// Content length.
+        size: u64,
+        /// Its `#!` line, or why it cannot be read as one.
+        shebang: Result<Shebang, String>,
     },
     /// An executable (or wasm file) that is not a program.
     Skipped(SkipReason),
@@ -133,7 +146,7 @@ fn read_and_hash(job: &FileJob, buf: &mut [u8]) -> io::Result<FileOutcome> {
         Header::CoreModule => ModuleScanner::new(),
         Header::Component => return Ok(skip(SkipReason::WasmComponent)),
         Header::InvalidWasm(msg) => return Ok(skip(SkipReason::InvalidWasm(msg))),
-        Header::Script => return Ok(skip(SkipReason::Script)),
+        Header::Script => return script(&mut file, buf, filled),
         Header::Native => return Ok(skip(SkipReason::NotRecompiledNative)),
         Header::Data => return Ok(FileOutcome::Data),
     };
@@ -193,6 +206,43 @@ fn read_and_hash(job: &FileJob, buf: &mut [u8]) -> io::Result<FileOutcome> {
         },
         Ok(ModuleKind::Reactor) => skip(SkipReason::WasmReactor),
         Err(msg) => skip(SkipReason::InvalidWasm(msg)),
+    })
+}
+
+/// Hashes the rest of a script whose first `filled` bytes are in `buf`, and parses its `#!`
+/// line from the first [`shebang::LINE_MAX`] bytes.
+fn script(file: &mut File, buf: &mut [u8], mut filled: usize) -> io::Result<FileOutcome> {
+    let line_max = shebang::LINE_MAX.min(buf.len());
+    while filled < line_max {
+        let n = read_some(file, &mut buf[filled..line_max])?;
+        if n == 0 {
+            break;
+        }
+        filled += n;
+    }
+    let whole = filled < line_max;
+    let shebang = shebang::parse(&buf[..filled.min(line_max)], whole);
+    let mut hasher = Sha256::new();
+    hasher.update(&buf[..filled]);
+    let mut size = filled as u64;
+    loop {
+        let n = read_some(file, buf)?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        if size > MAX_SCRIPT_BYTES {
+            return Ok(skip(SkipReason::Script(format!(
+                "larger than {} MiB",
+                MAX_SCRIPT_BYTES >> 20
+            ))));
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(FileOutcome::Script {
+        digest: hasher.finalize().into(),
+        size,
+        shebang,
     })
 }
 
@@ -264,7 +314,10 @@ mod tests {
         assert_eq!(process_all(&jobs, 0).unwrap(), one);
         assert_eq!(process_all(&jobs, 7).unwrap(), one);
         assert_eq!(process_all(&jobs, 100).unwrap(), one);
-        assert_eq!(one[0], FileOutcome::Skipped(SkipReason::Script));
+        assert!(matches!(
+            &one[0],
+            FileOutcome::Script { size: 10, shebang: Ok(s), .. } if s.interpreter == "/bin/sh"
+        ));
         assert_eq!(
             one[1],
             FileOutcome::Skipped(SkipReason::NotRecompiledNative)

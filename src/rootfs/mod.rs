@@ -18,6 +18,7 @@ mod classify;
 mod hash;
 mod names;
 mod resolve;
+pub mod shebang;
 mod walk;
 
 #[cfg(all(test, unix))]
@@ -32,6 +33,11 @@ use std::sync::Arc;
 
 pub use names::{entry_names, sanitize_name};
 pub use resolve::{resolve, ResolveError, Target};
+pub use shebang::Shebang;
+
+/// The rootfs `PATH`: where a bare program name is looked up, in order (by `megabin run NAME`
+/// and for a script's `#!/usr/bin/env NAME`), as a shell's default.
+pub const DEFAULT_PATH: &[&str] = &["/usr/local/bin", "/usr/bin", "/bin"];
 
 /// Maximum number of symlinks followed while resolving one path (as Linux' `MAXSYMLINKS`).
 pub const MAX_SYMLINK_HOPS: usize = 40;
@@ -68,6 +74,10 @@ pub struct Scan {
     /// Executables and symlinks that will not be part of the megabinary, keyed by absolute
     /// in-rootfs path (e.g. `"/bin/bash"`).
     pub skipped: BTreeMap<String, SkipReason>,
+    /// Executable `#!` scripts with a readable `#!` line, keyed by absolute in-rootfs path
+    /// (symlinks to a script included): the build runs them through a merged interpreter, or
+    /// skips them with the reason.
+    pub scripts: BTreeMap<String, ScriptFile>,
     /// Human-readable warnings (dangling symlinks, unreadable files, ...), sorted. They name
     /// in-rootfs paths, never host paths.
     pub warnings: Vec<String>,
@@ -93,6 +103,17 @@ pub struct Program {
     /// The module's bytes as the scan read them (their digest is [`Program::digest`]); `None`
     /// only for a module larger than an engine accepts, which is not kept in memory.
     pub content: Option<Content>,
+}
+
+/// An executable script of the rootfs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScriptFile {
+    /// SHA-256 of the whole file.
+    pub digest: Digest,
+    /// Size in bytes.
+    pub size: u64,
+    /// Its `#!` line.
+    pub shebang: Shebang,
 }
 
 /// A program's bytes as read once from the rootfs, with the SHA-256 computed from exactly those
@@ -148,8 +169,9 @@ impl Program {
 pub enum SkipReason {
     /// An executable that is not WebAssembly (typically a native ELF binary).
     NotRecompiledNative,
-    /// An executable script (starts with `#!`).
-    Script,
+    /// An executable script (starts with `#!`) that cannot run: no merged interpreter, an
+    /// unreadable `#!` line, … (the details say which).
+    Script(String),
     /// A WebAssembly component (component-model binary), not a core module.
     WasmComponent,
     /// A core wasm module that does not export `_start` (a reactor or library).
@@ -178,7 +200,7 @@ impl SkipReason {
     pub fn kind(&self) -> &'static str {
         match self {
             SkipReason::NotRecompiledNative => "not-recompiled-native",
-            SkipReason::Script => "script",
+            SkipReason::Script(_) => "script",
             SkipReason::WasmComponent => "wasm-component",
             SkipReason::WasmReactor => "wasm-reactor",
             SkipReason::InvalidWasm(_) => "invalid-wasm",
@@ -194,7 +216,9 @@ impl SkipReason {
     /// What follows the kind in the manifest string, if anything.
     fn details(&self) -> Option<String> {
         match self {
-            SkipReason::InvalidWasm(msg) | SkipReason::Unreadable(msg) => Some(msg.clone()),
+            SkipReason::InvalidWasm(msg)
+            | SkipReason::Unreadable(msg)
+            | SkipReason::Script(msg) => Some(msg.clone()),
             SkipReason::TooLarge(e) => Some(e.to_string()),
             SkipReason::ForeignImports(list) => Some(list.join(", ")),
             SkipReason::UnsupportedFeature(merger::Unsupported::Feature { feature, .. }) => {
@@ -335,7 +359,7 @@ pub fn scan(root: &Path, opts: &ScanOptions) -> Result<Scan, ScanError> {
     let jobs: Vec<hash::FileJob> = entries.iter().map(|e| e.job.clone()).collect();
     let outcomes = hash::process_all(&jobs, opts.jobs)?;
     // One program per distinct content, with every path that leads to it.
-    let programs = programs(entries, outcomes, &mut aside);
+    let (programs, scripts) = programs(entries, outcomes, &mut aside);
     let SetAside {
         skipped,
         mut warnings,
@@ -345,6 +369,7 @@ pub fn scan(root: &Path, opts: &ScanOptions) -> Result<Scan, ScanError> {
     Ok(Scan {
         programs,
         skipped,
+        scripts,
         warnings,
     })
 }
@@ -446,17 +471,40 @@ struct Group {
     content: Option<Content>,
 }
 
-/// One [`Program`] per distinct content (sorted by digest) from each host file's outcome;
-/// executables that are not programs are set aside with their reason.
+/// One [`Program`] per distinct content (sorted by digest) from each host file's outcome,
+/// and every path of each script; executables that are neither are set aside with their
+/// reason.
 fn programs(
     entries: Vec<FileEntry>,
     outcomes: Vec<hash::FileOutcome>,
     aside: &mut SetAside,
-) -> Vec<Program> {
+) -> (Vec<Program>, BTreeMap<String, ScriptFile>) {
     let mut groups: BTreeMap<[u8; 32], Group> = BTreeMap::new();
+    let mut scripts = BTreeMap::new();
     for (entry, outcome) in entries.into_iter().zip(outcomes) {
         match outcome {
             hash::FileOutcome::Data => {}
+            hash::FileOutcome::Script {
+                digest,
+                size,
+                shebang,
+            } => {
+                for path in entry.direct.into_iter().chain(entry.aliases) {
+                    match &shebang {
+                        Ok(shebang) => {
+                            let file = ScriptFile {
+                                digest: Digest(digest),
+                                size,
+                                shebang: shebang.clone(),
+                            };
+                            scripts.insert(path, file);
+                        }
+                        Err(why) => {
+                            aside.skipped.insert(path, SkipReason::Script(why.clone()));
+                        }
+                    }
+                }
+            }
             hash::FileOutcome::Skipped(reason) => {
                 if let SkipReason::Unreadable(msg) = &reason {
                     let first = entry.direct.iter().chain(&entry.aliases).min();
@@ -495,7 +543,7 @@ fn programs(
             }
         }
     }
-    groups
+    let programs = groups
         .into_iter()
         .filter_map(|(digest, group)| {
             let (_, host_path) = group.host?;
@@ -513,5 +561,6 @@ fn programs(
                 content: group.content,
             })
         })
-        .collect()
+        .collect();
+    (programs, scripts)
 }

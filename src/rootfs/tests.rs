@@ -455,7 +455,10 @@ fn skip_reason_strings() {
         SkipReason::NotRecompiledNative.to_string(),
         "not-recompiled-native"
     );
-    assert_eq!(SkipReason::Script.to_string(), "script");
+    assert_eq!(
+        SkipReason::Script("interpreter /usr/bin/perl is not merged".into()).to_string(),
+        "script: interpreter /usr/bin/perl is not merged"
+    );
     assert_eq!(SkipReason::WasmComponent.to_string(), "wasm-component");
     assert_eq!(SkipReason::WasmReactor.to_string(), "wasm-reactor");
     assert_eq!(

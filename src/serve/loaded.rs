@@ -103,12 +103,20 @@ impl Loaded {
     }
 }
 
-/// The in-rootfs path whose file is verified on each call of `tool`: its configured path, or
-/// (manifests of earlier releases) the first path of a binary with its digest.
+/// The in-rootfs path whose file is verified on each call of `tool`: its configured path (a
+/// program or a `#!` script), or (manifests of earlier releases) the first path of a binary
+/// with its digest.
 pub fn tool_path(container: &Container, tool: &AgentTool) -> Option<String> {
     let m = container.manifest();
     match &tool.path {
-        Some(p) => (m.binaries.get(p).map(|b| &b.hash) == Some(&tool.digest)).then(|| p.clone()),
+        Some(p) => {
+            let digest = m
+                .binaries
+                .get(p)
+                .map(|b| &b.hash)
+                .or_else(|| m.scripts.get(p).map(|s| &s.hash));
+            (digest == Some(&tool.digest)).then(|| p.clone())
+        }
         None => m
             .binaries
             .iter()

