@@ -44,7 +44,10 @@ fn sample_rootfs_manifest_matches_the_files() {
     );
     assert_eq!(m.binaries["/bin/wc"].hash, m.binaries["/usr/bin/wc"].hash);
     assert_eq!(m.skipped["/usr/bin/perl"], "not-recompiled-native");
-    assert_eq!(m.skipped["/usr/bin/greet.sh"], "script");
+    assert_eq!(
+        m.skipped["/usr/bin/greet.sh"],
+        "script: interpreter /bin/sh is not in the rootfs"
+    );
     assert!(!m.binaries.contains_key("/etc/passwd") && !m.skipped.contains_key("/etc/passwd"));
     assert_eq!(
         m.agent_tools["search_web"].digest,

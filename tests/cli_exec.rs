@@ -60,6 +60,10 @@ fn executed_wasm_files_run_from_the_megabinary_through_binfmt_misc() {
     let tmp = tempfile::tempdir().unwrap();
     let image = tmp.path().join("image");
     copy_tree(&sample_rootfs(), &image, false);
+    // Scripts cat interprets: the kernel starts /bin/cat with the script's path.
+    let show = "#!/bin/cat\nprinted by cat\n";
+    write_exec(&image.join("usr/local/bin/show"), show.as_bytes());
+    write_exec(&image.join("usr/local/bin/edited"), show.as_bytes());
     // The build, made from the image's own tree, lives at /megabin inside it.
     let out = tmp.path().join("out");
     let o = build(&image, &out, &["--aot"]);
@@ -77,6 +81,7 @@ fn executed_wasm_files_run_from_the_megabinary_through_binfmt_misc() {
     let n = modified.len();
     modified[n - 1] ^= 1;
     write_exec(&image.join("usr/bin/wc"), &modified);
+    write_exec(&image.join("usr/local/bin/edited"), b"#!/bin/cat\nedited\n");
 
     let d = image.display();
     let script = format!(
@@ -94,7 +99,11 @@ fn executed_wasm_files_run_from_the_megabinary_through_binfmt_misc() {
          echo '--- tampered'
          chroot {d} /usr/bin/wc; echo \"status $?\"
          echo '--- exit'
-         chroot {d} /usr/bin/exitcode 7; echo \"status $?\""
+         chroot {d} /usr/bin/exitcode 7; echo \"status $?\"
+         echo '--- script'
+         chroot {d} /usr/local/bin/show; echo \"status $?\"
+         echo '--- edited script'
+         chroot {d} /usr/local/bin/edited; echo \"status $?\""
     );
     let Some(o) = in_namespace(&script) else {
         return;
@@ -121,6 +130,20 @@ fn executed_wasm_files_run_from_the_megabinary_through_binfmt_misc() {
     );
     assert!(stderr.contains("/usr/bin/wc was modified"), "{stderr}");
     assert!(stdout.contains("exit(7)\nstatus 7"), "{stdout}\n{stderr}");
+    // The kernel ran the script's interpreter; megabin verified the script and gave cat its
+    // verified copy at its path.
+    assert!(
+        stdout.contains(&format!("--- script\n{show}status 0")),
+        "{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("--- edited script\nstatus 126"),
+        "{stdout}\n{stderr}"
+    );
+    assert!(
+        stderr.contains("/usr/local/bin/edited was modified"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -237,6 +237,18 @@ fn a_modified_script_or_interpreter_is_refused() {
         "{}",
         stderr(&o)
     );
+    // `verify --rootfs` (a rebuild) names the script that no longer matches.
+    let o = verify_rootfs_cmd(&built().out, &built().root)
+        .output()
+        .unwrap();
+    assert_ne!(o.status.code(), Some(0));
+    assert!(
+        text(&o.stdout).contains("/usr/local/bin/tampered: the build has script")
+            || stderr(&o).contains("/usr/local/bin/tampered: the build has script"),
+        "{}{}",
+        text(&o.stdout),
+        stderr(&o)
+    );
     // The interpreter is verified too: a copy of the rootfs with another cat.
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("rootfs");

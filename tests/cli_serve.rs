@@ -48,7 +48,14 @@ path = "/opt/tools/spin"
 [agent_tools.memgrow]
 path = "/usr/bin/memgrow"
 max_memory = "32M"
+
+[agent_tools.notes]
+path = "/opt/tools/notes"
+description = "A #! script run by the merged cat"
 "#;
+
+/// The script tool `notes`: `cat` prints it (and what it is given).
+const NOTES: &str = "#!/usr/bin/cat\nnotes of the day\n";
 
 #[test]
 fn serve_speaks_mcp_to_the_python_sdk() {
@@ -64,6 +71,7 @@ fn serve_speaks_mcp_to_the_python_sdk() {
     let rootfs = tmp.path().join("rootfs");
     copy_tree(&sample_rootfs(), &rootfs, false);
     write_exec(&rootfs.join("opt/tools/spin"), &spin_program());
+    write_exec(&rootfs.join("opt/tools/notes"), NOTES.as_bytes());
     std::fs::write(rootfs.join("megabin.toml"), CONFIG).unwrap();
     let out = tmp.path().join("out");
     let o = build(&rootfs, &out, &["-q"]);

@@ -169,6 +169,7 @@ pub fn run_as_interpreter(args: Vec<OsString>) -> Result<ExitCode, CliError> {
             ..TrustArgs::default()
         },
         backtrace: false,
+        exec: true,
         out,
         command,
     })

@@ -2,7 +2,7 @@
 
 use super::error::CliError;
 use megabin_format::Digest;
-use runtime_check::manifest::{AgentTool, Manifest};
+use runtime_check::manifest::{AgentTool, Manifest, Script};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -69,6 +69,8 @@ pub struct Report {
     pub megabinaries: Vec<Inspection>,
     /// Agent tool name → its record.
     pub agent_tools: BTreeMap<String, AgentTool>,
+    /// Script path → the merged interpreter that runs it (digest, interpreter, argv).
+    pub scripts: BTreeMap<String, Script>,
     /// Rootfs path → why it is not in any megabinary.
     pub skipped: BTreeMap<String, String>,
 }
@@ -95,6 +97,7 @@ pub fn report(target: &Path) -> Result<Report, String> {
             container_id: None,
             megabinaries: vec![inspect_file(target, None)?],
             agent_tools: BTreeMap::new(),
+            scripts: BTreeMap::new(),
             skipped: BTreeMap::new(),
         });
     }
@@ -108,11 +111,13 @@ pub fn report(target: &Path) -> Result<Report, String> {
         container_id: Some(m.container_id),
         megabinaries,
         agent_tools: m.agent_tools,
+        scripts: m.scripts,
         skipped: m.skipped,
     })
 }
 
-/// Prints a report: the build's id, each megabinary's table, the agent tools, the skipped paths.
+/// Prints a report: the build's id, each megabinary's table, the agent tools, the scripts, the
+/// skipped paths.
 fn print_report(r: &Report) {
     if let Some(id) = &r.container_id {
         println!("container_id: {id}");
@@ -127,6 +132,12 @@ fn print_report(r: &Report) {
                 t.digest,
                 t.path.as_deref().unwrap_or("")
             );
+        }
+    }
+    if !r.scripts.is_empty() {
+        println!("scripts:");
+        for (path, s) in &r.scripts {
+            println!("  {path}  {}  {} {path}", s.hash, s.argv.join(" "));
         }
     }
     if !r.skipped.is_empty() {

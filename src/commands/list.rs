@@ -1,6 +1,6 @@
 //! `megabin list OUT [--json]`: what can be run from a build (as BusyBox's `--list`): every
 //! program with its paths, the bare names a `PATH` lookup finds it by, its short digest and
-//! its entry, and the agent tools.
+//! its entry, the `#!` scripts and their interpreters, and the agent tools.
 
 use super::args::PinArgs;
 use super::error::CliError;
@@ -66,6 +66,8 @@ pub struct Listing {
     pub programs: Vec<Listed>,
     /// Agent tool name → its record (program digest, path, description, limits).
     pub agent_tools: BTreeMap<String, runtime_check::manifest::AgentTool>,
+    /// Script path → its record (digest, interpreter, argv).
+    pub scripts: BTreeMap<String, runtime_check::manifest::Script>,
 }
 
 /// The listing of a trusted manifest.
@@ -103,6 +105,7 @@ pub fn listing(m: &Manifest) -> Listing {
         container_id: m.container_id,
         programs: by_digest.into_values().collect(),
         agent_tools: m.agent_tools.clone(),
+        scripts: m.scripts.clone(),
     }
 }
 
@@ -122,6 +125,17 @@ pub fn print(l: &Listing) {
         println!("{}  {}  {}{names}", short(&p.digest), p.entry, p.megabinary);
         for path in &p.paths {
             println!("    {path}");
+        }
+    }
+    if !l.scripts.is_empty() {
+        println!("scripts:");
+        for (path, s) in &l.scripts {
+            println!(
+                "  {path}  {}  run by {} as: {} {path}",
+                short(&s.hash),
+                s.interpreter,
+                s.argv.join(" ")
+            );
         }
     }
     if !l.agent_tools.is_empty() {

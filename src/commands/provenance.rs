@@ -1,8 +1,8 @@
 //! `megabin verify OUT --rootfs DIR`, provenance: builds are byte-reproducible, so the rootfs is
 //! rebuilt in memory with the options the manifest records and the result is compared with the
 //! build. A megabinary whose code does not come from the rootfs is reported even when its
-//! manifest is self-consistent, and so is every WASI program of the rootfs that the build lacks
-//! (a stale build).
+//! manifest is self-consistent, and so is every WASI program or runnable script of the rootfs
+//! that the build lacks (a stale build).
 
 use super::args::default_jobs;
 use crate::build::{self, BuildOptions, DEFAULT_MAX_SHARD_BYTES};
@@ -28,6 +28,7 @@ pub fn check_provenance(out: &Path, manifest: &Manifest, rootfs: &Path) -> Vec<S
     };
     problems.extend(compare_megabinaries(manifest, &rebuilt, rootfs));
     problems.extend(compare_paths(manifest, &rebuilt));
+    problems.extend(compare_scripts(manifest, &rebuilt));
     if manifest.agent_tools != rebuilt.agent_tools {
         problems.push(format!(
             "agent tools differ from the rebuild's: the build has {:?}, rebuilding gives {:?}",
@@ -132,6 +133,34 @@ fn compare_paths(manifest: &Manifest, rebuilt: &Manifest) -> Vec<String> {
                 want.hash,
                 want.entry_point,
                 want.megabinary
+            )),
+            _ => {}
+        }
+    }
+    problems
+}
+
+/// Scripts: the ones the build lacks, has in excess, or records differently.
+fn compare_scripts(manifest: &Manifest, rebuilt: &Manifest) -> Vec<String> {
+    let mut problems = Vec::new();
+    for path in union_keys(&manifest.scripts, &rebuilt.scripts) {
+        match (manifest.scripts.get(path), rebuilt.scripts.get(path)) {
+            (None, Some(s)) => problems.push(format!(
+                "{path}: script in the rootfs ({}, run by {}) that the build lacks (stale build?)",
+                s.hash, s.interpreter
+            )),
+            (Some(_), None) => problems.push(format!(
+                "{path}: a script of the build, but not a runnable script of the rootfs{}",
+                rebuilt
+                    .skipped
+                    .get(path)
+                    .map(|why| format!(" ({why})"))
+                    .unwrap_or_default()
+            )),
+            (Some(have), Some(want)) if have != want => problems.push(format!(
+                "{path}: the build has script {} run by {} as {:?}, rebuilding gives {} run by \
+                 {} as {:?}",
+                have.hash, have.interpreter, have.argv, want.hash, want.interpreter, want.argv
             )),
             _ => {}
         }

@@ -64,6 +64,11 @@ pub struct RunArgs {
     /// Print the wasm backtrace when the program traps (also when RUST_BACKTRACE is set).
     #[arg(long)]
     pub backtrace: bool,
+    /// Set by the exec path (binfmt_misc): PROGRAM was started by the kernel, so when it is the
+    /// interpreter of a listed `#!` script and its arguments start the way the kernel starts
+    /// that script, the run is the script's (verified as one).
+    #[arg(skip)]
+    pub exec: bool,
     /// Build output directory (manifest.json and megabinaries).
     pub out: PathBuf,
     /// PROGRAM (a rootfs path or sha256:<hex>; omitted with --tool) and its arguments.
@@ -135,12 +140,59 @@ fn request(a: &RunArgs, container: &Container) -> Result<(Request, String, Vec<S
         ));
     };
     let request = request_for(program, &a.rootfs, container.manifest())?;
+    if a.exec {
+        if let Some(script) = exec_of_script(&request, args, &a.rootfs, container.manifest()) {
+            return Ok(script);
+        }
+    }
     // argv[0] is what was typed; a relative path is taken from the rootfs root.
     let shown = match program.contains('/') && !program.starts_with('/') {
         true => format!("/{program}"),
         false => program.clone(),
     };
     Ok((request, shown, args.to_vec()))
+}
+
+/// The kernel runs a `#!` script by executing its interpreter with
+/// `[interpreter, (arg,) script, args...]` (for `#!/usr/bin/env NAME`: env with
+/// `[env, NAME, script, args...]`). When PROGRAM and `args` have that shape for a listed script
+/// (relative script paths are taken from the working directory, as the kernel does), the
+/// request for the script and its own arguments.
+fn exec_of_script(
+    request: &Request,
+    args: &[String],
+    root: &std::path::Path,
+    manifest: &crate::manifest::Manifest,
+) -> Option<(Request, String, Vec<String>)> {
+    let Request::Path { path: program, .. } = request else {
+        return None;
+    };
+    let hash = manifest.binaries.get(program)?.hash;
+    let is_env = program.rsplit('/').next() == Some("env");
+    (0..args.len().min(2)).find_map(|k| {
+        let script_path = absolute(&args[k])?;
+        let script = manifest.scripts.get(&script_path)?;
+        let shape = if is_env {
+            k == 1 && script.argv.len() == 1 && args[0] == script.argv[0]
+        } else {
+            manifest.binaries.get(&script.interpreter)?.hash == hash
+                && args[..k] == script.argv[1..]
+        };
+        shape.then(|| {
+            let host = rootfs::resolve(root, &script_path).ok().map(|t| t.host);
+            let request = Request::Path {
+                path: script_path.clone(),
+                host,
+            };
+            (request, script_path, args[k + 1..].to_vec())
+        })
+    })
+}
+
+/// `arg` as an absolute path, relative ones from the working directory.
+fn absolute(arg: &str) -> Option<String> {
+    let path = std::path::absolute(arg).ok()?;
+    path.to_str().map(str::to_string)
 }
 
 /// Loads the verified program's megabinary and runs the program.

@@ -113,11 +113,7 @@ mod tests {
             (b"#!python3\n", true, "not an absolute path"),
             (b"#!/bin/\xff\n", true, "not UTF-8"),
             (b"#!/bin/a\0b\n", true, "NUL"),
-            (
-                &[b'#', b'!', b'/', b'a', b'a', b'a'],
-                false,
-                "longer than 255",
-            ),
+            (b"#!/aaa", false, "longer than 255"),
         ];
         for (head, whole, why) in cases {
             let e = parse(head, *whole).unwrap_err();

@@ -235,7 +235,8 @@ fn loops_and_dangling_symlinks() {
 fn classification() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    put(root, "/bin/script", b"#!/bin/sh\necho hi\n", 0o755);
+    put(root, "/bin/script", b"#!/bin/sh -e\necho hi\n", 0o755);
+    put(root, "/bin/badscript", b"#!\n", 0o755);
     put(root, "/etc/not_exec_script", b"#!/bin/sh\n", 0o644);
     put(
         root,
@@ -267,7 +268,7 @@ fn classification() {
     let scan = run(root);
     assert_eq!(paths_of(&scan), vec![vec!["/bin/data.wasm"]]);
     let expect = [
-        ("/bin/script", "script"),
+        ("/bin/badscript", "script: the #! line names no interpreter"),
         ("/bin/elf", "not-recompiled-native"),
         ("/bin/sh", "not-recompiled-native"),
         ("/bin/user_exec_only", "not-recompiled-native"),
@@ -298,6 +299,22 @@ fn classification() {
     }
     assert_eq!(scan.skipped.len(), expect.len() + 4);
     assert!(scan.warnings.is_empty(), "{:?}", scan.warnings);
+    // Executable scripts are listed with their digest and #! line; the check stage decides.
+    let scripts: Vec<&str> = scan.scripts.keys().map(String::as_str).collect();
+    assert_eq!(scripts, ["/bin/script"]);
+    let script = &scan.scripts["/bin/script"];
+    assert_eq!(
+        script.digest,
+        megabin_format::Digest::of(b"#!/bin/sh -e\necho hi\n")
+    );
+    assert_eq!(script.size, 21);
+    assert_eq!(
+        (
+            script.shebang.interpreter.as_str(),
+            script.shebang.arg.as_deref()
+        ),
+        ("/bin/sh", Some("-e"))
+    );
 }
 
 #[test]

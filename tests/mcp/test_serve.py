@@ -136,6 +136,22 @@ async def test_a_tampered_tool_file_is_refused(tmp_path):
     assert "refused" in s.log()
 
 
+async def test_a_script_tool_runs_through_its_interpreter(tmp_path):
+    notes = "#!/usr/bin/cat\nnotes of the day\n"
+    async with serve() as s:
+        r, v = await call(s.session, "notes", {"args": ["-"], "stdin": "and more\n"})
+        assert not r.is_error, v
+        assert v["stdout"] == notes + "and more\n", v
+    # The script is verified on every call: an edited one is refused, cat never runs.
+    rootfs = copy_rootfs(tmp_path / "rootfs")
+    (rootfs / "opt/tools/notes").write_text(notes + "edited\n")
+    async with serve(rootfs=str(rootfs)) as s:
+        r, v = await call(s.session, "notes")
+        assert r.is_error and v["exit_code"] == 126, v
+        assert "/opt/tools/notes was modified" in v["error"]
+        assert v["stdout"] == ""
+
+
 async def test_timeout_and_memory_limits():
     async with serve("--timeout", "20s") as s:
         started = time.monotonic()
