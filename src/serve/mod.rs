@@ -5,13 +5,15 @@
 //! - [`server`]: the current build, call slots, clients and the MCP handler;
 //! - [`call`]: arguments, the per-call `/work` directory, results;
 //! - [`transport`]: stdio, HTTP on TCP or a Unix socket;
-//! - [`watch`]: atomic updates on SIGHUP or a replaced `manifest.json`.
+//! - [`watch`]: atomic updates on SIGHUP or a replaced `manifest.json`;
+//! - [`workdir`]: the per-call `/work` directories, emptied and reused.
 
 pub mod call;
 pub mod loaded;
 pub mod server;
 pub mod transport;
 pub mod watch;
+pub mod workdir;
 
 pub use server::Options;
 

@@ -3,6 +3,7 @@
 
 use super::call::{self, Arguments, OUTPUT_LIMIT, WORK_DIR};
 use super::loaded::{tool_path, Loaded};
+use super::workdir::WorkDirs;
 use crate::commands::args::TrustArgs;
 use crate::rootfs;
 use megabin_format::exit;
@@ -54,6 +55,8 @@ pub struct Server {
     current: RwLock<Arc<Loaded>>,
     slots: tokio::sync::Semaphore,
     peers: Mutex<Vec<Peer<RoleServer>>>,
+    /// The calls' `/work` directories.
+    work: WorkDirs,
     _ticker: Ticker,
 }
 
@@ -72,6 +75,10 @@ impl Server {
                 message: format!("cannot create the Wasmtime engine: {e}"),
             })?;
         let loaded = Loaded::load(&opts.out, &opts.trust, &engine, cache.as_ref())?;
+        let work = WorkDirs::new().map_err(|e| Refusal {
+            exit_code: exit::FAILURE,
+            message: format!("cannot create the directory of the calls' work directories: {e}"),
+        })?;
         let ticker = Ticker::start(&engine);
         Ok(Arc::new(Server {
             slots: tokio::sync::Semaphore::new(opts.max_concurrency.max(1)),
@@ -81,6 +88,7 @@ impl Server {
             memo: Memo::default(),
             current: RwLock::new(Arc::new(loaded)),
             peers: Mutex::new(Vec::new()),
+            work,
             _ticker: ticker,
         }))
     }
@@ -269,15 +277,12 @@ impl Server {
                 format!("megabinary {} is not loaded", verified.megabinary),
             )
         })?;
-        let work = tempfile::Builder::new()
-            .prefix("megabin-call-")
-            .tempdir()
-            .map_err(|e| {
-                (
-                    exit::FAILURE,
-                    format!("cannot create the work directory: {e}"),
-                )
-            })?;
+        let work = self.work.take().map_err(|e| {
+            (
+                exit::FAILURE,
+                format!("cannot create the work directory: {e}"),
+            )
+        })?;
         call::write_files(work.path(), &args.files).map_err(|e| (exit::FAILURE, e))?;
         // A script: its interpreter's argv, and its verified copy readable at its path.
         let staged = match &verified.script {
