@@ -340,11 +340,15 @@ impl Server {
     }
 }
 
+/// Logs one call on stderr, as one `write` (stderr is unbuffered: `eprintln!` would write each
+/// piece of the line with a system call of its own).
 fn log_call(shown: &str, digest: &str, code: i32, started: Instant, note: &str) {
-    eprintln!(
-        "megabin: serve: call {shown} {digest} exit={code} time={:.3}ms{note}",
+    use std::io::Write;
+    let line = format!(
+        "megabin: serve: call {shown} {digest} exit={code} time={:.3}ms{note}\n",
         started.elapsed().as_secs_f64() * 1000.0
     );
+    let _ = std::io::stderr().write_all(line.as_bytes());
 }
 
 /// How the log line of a call notes its ending (nothing for a plain exit).

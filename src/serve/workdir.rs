@@ -82,6 +82,7 @@ impl Drop for WorkDir<'_> {
 
 /// Removes everything inside `dir` (not following symlinks) and checks it is left empty.
 fn empty(dir: &Path) -> std::io::Result<()> {
+    let mut removed = false;
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         if entry.file_type()?.is_dir() {
@@ -89,11 +90,13 @@ fn empty(dir: &Path) -> std::io::Result<()> {
         } else {
             std::fs::remove_file(entry.path())?;
         }
+        removed = true;
     }
-    match std::fs::read_dir(dir)?.next() {
-        None => Ok(()),
-        Some(_) => Err(std::io::Error::other("not empty")),
+    // Listed empty the first time (the usual case): nothing to check again.
+    if removed && std::fs::read_dir(dir)?.next().is_some() {
+        return Err(std::io::Error::other("not empty"));
     }
+    Ok(())
 }
 
 #[cfg(test)]
