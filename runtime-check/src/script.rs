@@ -55,6 +55,23 @@ impl VerifiedScript {
     }
 }
 
+impl crate::verify::Verified {
+    /// The argv before the caller's arguments: a script's interpreter argv and path, else
+    /// `[argv0]` for the program itself.
+    pub fn argv_prefix(&self, argv0: String) -> Vec<String> {
+        match &self.script {
+            Some(script) => script.argv.clone(),
+            None => vec![argv0],
+        }
+    }
+
+    /// For a script, its verified copy staged in a private directory (to preopen read-only
+    /// with [`StagedScript::preopen`]); `None` for a program.
+    pub fn stage_script(&self) -> std::io::Result<Option<StagedScript>> {
+        self.script.as_ref().map(VerifiedScript::stage).transpose()
+    }
+}
+
 /// Reads the script at `host` (rootfs path `path`) once, without following a final symlink
 /// or blocking, and checks its bytes against the manifest's entry.
 pub(crate) fn verify_script(

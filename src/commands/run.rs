@@ -92,17 +92,10 @@ pub fn run(a: RunArgs) -> Result<ExitCode, CliError> {
     let verified = container.verify_request(&request, &locate, &measurer)?;
     // A script: the interpreter's argv before the caller's arguments, the script's verified
     // copy readable (only) at its path.
-    let staged =
-        match &verified.script {
-            Some(script) => Some(script.stage().map_err(|e| {
-                CliError::failed("run", format!("cannot stage {}: {e}", script.path))
-            })?),
-            None => None,
-        };
-    let argv: Vec<String> = match &verified.script {
-        Some(script) => script.argv.clone(),
-        None => vec![shown],
-    };
+    let staged = verified
+        .stage_script()
+        .map_err(|e| CliError::failed("run", format!("cannot stage the script: {e}")))?;
+    let argv = verified.argv_prefix(shown);
     let config = RunConfig {
         args: a
             .argv0

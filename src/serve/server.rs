@@ -285,24 +285,11 @@ impl Server {
         })?;
         call::write_files(work.path(), &args.files).map_err(|e| (exit::FAILURE, e))?;
         // A script: its interpreter's argv, and its verified copy readable at its path.
-        let staged = match &verified.script {
-            Some(script) => Some(script.stage().map_err(|e| {
-                (
-                    exit::FAILURE,
-                    format!("cannot stage the script {}: {e}", script.path),
-                )
-            })?),
-            None => None,
-        };
-        let argv: Vec<String> = match &verified.script {
-            Some(script) => script.argv.clone(),
-            None => vec![target
-                .shown
-                .rsplit(' ')
-                .next()
-                .unwrap_or_default()
-                .to_string()],
-        };
+        let staged = verified
+            .stage_script()
+            .map_err(|e| (exit::FAILURE, format!("cannot stage the script: {e}")))?;
+        let argv0 = target.shown.rsplit(' ').next().unwrap_or_default();
+        let argv = verified.argv_prefix(argv0.to_string());
         let spec = Call {
             invocation: Invocation {
                 args: argv.into_iter().chain(args.args).collect(),
