@@ -268,6 +268,37 @@ fn a_modified_script_or_interpreter_is_refused() {
     );
 }
 
+/// Attacks on a script's file after the build: replaced by a FIFO (must not block), by a
+/// symlink to a file with the original content elsewhere (the path is resolved inside the
+/// rootfs, so only content matters: it runs), by a directory.
+#[test]
+fn a_script_swapped_for_a_fifo_or_directory_is_refused_without_blocking() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("rootfs");
+    copy_tree(&built().root, &root, false);
+    let show = root.join("usr/local/bin/show");
+    let run_show = |root: &Path| {
+        let c = run_cmd(&built().out, root, &[], &["/usr/local/bin/show"]);
+        output_within(c, std::time::Duration::from_secs(20))
+    };
+    std::fs::remove_file(&show).unwrap();
+    mkfifo(&show);
+    let o = run_show(&root);
+    assert_eq!(o.status.code(), Some(126), "{}", stderr(&o));
+    assert!(stderr(&o).contains("not a regular file"), "{}", stderr(&o));
+    std::fs::remove_file(&show).unwrap();
+    std::fs::create_dir(&show).unwrap();
+    let o = run_show(&root);
+    assert_eq!(o.status.code(), Some(126), "{}", stderr(&o));
+    std::fs::remove_dir(&show).unwrap();
+    // The same bytes behind a symlink inside the rootfs: verified by content, runs.
+    std::fs::write(root.join("usr/local/bin/.real"), SCRIPTS[0].1).unwrap();
+    std::os::unix::fs::symlink(".real", &show).unwrap();
+    let o = run_show(&root);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(text(&o.stdout), SCRIPTS[0].1);
+}
+
 #[test]
 fn a_script_without_a_merged_interpreter_is_not_found_with_the_reason() {
     let o = run(&["/usr/local/bin/perlish"]);
