@@ -5,7 +5,10 @@
 //! the reachable code touches. Each program must touch only its own memory (exported as
 //! `<name>.memory`), tables and globals; only its WASI trampolines (`<name>::wasi::<fn>` in the
 //! name section) may call imports or touch the bridge memory 0; code shared between programs
-//! (the bridge allocator, the message helper) touches only the bridge.
+//! (the bridge allocator, the message helper) touches only the bridge. An entry whose
+//! `<name>.memory` is the exported memory 0 uses it as its own memory (an instance activates
+//! one program only, which the dispatcher enforces): its code may touch memory 0 and call WASI
+//! imports directly.
 
 use megabin_format::names;
 use std::collections::{BTreeMap, BTreeSet};
@@ -328,10 +331,15 @@ impl Scan {
                 .get(&f)
                 .cloned()
                 .unwrap_or_else(|| format!("#{f}"));
-            let trampoline_of = self.check_imports(entry.name, f, &fname, r, problems);
+            let shared = entry.memory == 0;
+            let trampoline_of = if shared {
+                None
+            } else {
+                self.check_imports(entry.name, f, &fname, r, problems)
+            };
             for &m in &r.memories {
                 let name = entry.name;
-                if m == 0 && trampoline_of.is_none() {
+                if m == 0 && trampoline_of.is_none() && !shared {
                     problems.push(format!(
                         "{name}: function {f} ({fname}) touches the bridge memory outside a trampoline"
                     ));

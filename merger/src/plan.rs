@@ -14,6 +14,30 @@ use router_gen::bridge::{self, BridgeEnv};
 use router_gen::dispatch::{DispatchImports, GenFunc, RouteEntry, Router};
 use router_gen::wasi::{self, WasiFunc};
 use wasm_encoder::reencode::Reencode;
+use wasm_encoder::ValType;
+
+/// Pages of the exported memory 0, the largest a memory may have.
+const MAX_PAGES: u64 = 65536;
+
+/// Initial pages of memory 0: enough for the dispatcher's static data (at least one).
+pub(crate) fn bridge_pages(router: &Router) -> u64 {
+    (router.scratch_base() as u64).div_ceil(65536).max(1)
+}
+
+/// Whether a program can use the exported memory 0 as its own memory (a megabinary instance
+/// only ever activates one program): its memory starts at least as large as memory 0 does
+/// (`min_pages`, which holds the dispatcher's static data; the input's memory is already
+/// known to be defined, 32-bit, unshared, with default pages), and it reads no environment
+/// (its environ functions must hide `MEGABIN_ENTRY`, which needs bridge scratch).
+pub(crate) fn shares_memory(input: &Input<'_>, min_pages: u64) -> bool {
+    input.memory.initial >= min_pages
+        && input.memory.initial <= input.memory.maximum.unwrap_or(MAX_PAGES)
+        && !input
+            .imports
+            .iter()
+            .filter_map(FuncImport::wasi)
+            .any(|f| matches!(f.role, wasi::Role::EnvironGet | wasi::Role::EnvironSizesGet))
+}
 
 /// WASI functions the dispatcher calls: imported whatever the programs use.
 const DISPATCHER_IMPORTS: [&str; 6] = [
@@ -52,13 +76,22 @@ pub(crate) struct Generated {
     pub alloc_type: u32,
     /// Type `[] -> []` of every `<name>_start`.
     pub start_type: u32,
+    /// Type `[i32] -> [i32]` of the checked `memory.grow` functions.
+    pub grow_type: u32,
     /// The dispatcher's functions, from `env.alloc_func + 1`, and their types.
     pub dispatch: Vec<(GenFunc, u32)>,
 }
 
 /// One program's place in the output index spaces.
 pub(crate) struct Layout<'a> {
+    /// Its memory: 0 (the exported memory) when [`Layout::shared`], else its own.
     pub memory: u32,
+    /// The program uses the exported memory 0 as its own memory ([`shares_memory`]): no
+    /// trampolines, its WASI imports are called directly.
+    pub shared: bool,
+    /// With [`Layout::shared`] and a declared maximum below memory 0's: the function that
+    /// stands for the program's `memory.grow` (`(delta) -> old | -1`), after its start function.
+    pub grow_func: Option<u32>,
     pub func_base: u32,
     /// Distinct WASI functions imported, in first-import order: one trampoline each.
     pub trampolines: Vec<&'static WasiFunc>,
@@ -87,6 +120,7 @@ impl<'a> Plan<'a> {
         programs: &[Program<'_>],
         digests: Vec<[u8; 32]>,
         inputs: Vec<Input<'a>>,
+        bridge_all: bool,
     ) -> Result<Self, MergeError> {
         // Route: the dispatcher's tables, from each program's digest and argv[0] names.
         let router = route(programs, &digests)?;
@@ -98,14 +132,16 @@ impl<'a> Plan<'a> {
             memory: 0,
             alloc_func: n_imports,
             cursor_global: 0,
+            activated_global: 1,
             scratch_base: router.scratch_base(),
         };
         // Layout: each program's place in every index space, after the generated functions.
         let first_func = n_imports + 1 + Router::FUNCS;
-        let mut layouts = lay_out(&inputs, first_func);
+        let shared_min = (!bridge_all).then(|| bridge_pages(&router));
+        let mut layouts = lay_out(&inputs, first_func, shared_min);
         // Types and index maps of every program (sequential: the interner is shared).
         for (input, layout) in inputs.iter().zip(&mut layouts) {
-            index_maps(input, layout, &mut types)?;
+            index_maps(input, layout, &imports, &mut types)?;
         }
         // Generated functions: the bridge allocator and the dispatcher, and their types.
         let starts: Vec<u32> = layouts.iter().map(|l| l.start_func).collect();
@@ -154,6 +190,7 @@ impl Generated {
         };
         let funcs = router.functions(env.alloc_func + 1, &dispatch_imports, env, starts);
         let start_type = types.func(&[], &[]);
+        let grow_type = types.func(&[ValType::I32], &[ValType::I32]);
         let dispatch = funcs
             .into_iter()
             .map(|f| {
@@ -164,6 +201,7 @@ impl Generated {
         Generated {
             alloc_type,
             start_type,
+            grow_type,
             dispatch,
         }
     }
@@ -234,23 +272,34 @@ fn route(programs: &[Program<'_>], digests: &[[u8; 32]]) -> Result<Router, Merge
 }
 
 /// Lays the programs out one after the other in every index space, their functions from
-/// `first_func`. Memory 0, global 0 and data segment 0 are the bridge's.
-fn lay_out<'a>(inputs: &[Input<'a>], first_func: u32) -> Vec<Layout<'a>> {
+/// `first_func`. Memory 0, globals 0 and 1 and data segment 0 are the bridge's. With
+/// `shared_min`, programs that [`shares_memory`] use memory 0 as theirs; the others get the
+/// next memory.
+fn lay_out<'a>(inputs: &[Input<'a>], first_func: u32, shared_min: Option<u64>) -> Vec<Layout<'a>> {
     let mut layouts = Vec::with_capacity(inputs.len());
-    let (mut func, mut table, mut global, mut tag, mut elem, mut data) =
-        (first_func, 0u32, 1u32, 0u32, 0u32, 1u32);
-    for (k, input) in inputs.iter().enumerate() {
-        let trampolines = trampolines(input);
+    let (mut func, mut table, mut global, mut tag, mut elem, mut data, mut memory) =
+        (first_func, 0u32, 2u32, 0u32, 0u32, 1u32, 1u32);
+    for input in inputs {
+        let shared = shared_min.is_some_and(|min| shares_memory(input, min));
+        let trampolines = if shared {
+            Vec::new()
+        } else {
+            trampolines(input)
+        };
         let stubs = stub_count(input) as u32;
         let (passive, active) = split_data(input);
         let active = segments::coalesce(active);
         let stub_base = func + trampolines.len() as u32;
+        let start_func = stub_base + stubs + input.functions.len() as u32;
+        let checked_grow = shared && input.memory.maximum.is_some_and(|m| m < MAX_PAGES);
         let l = Layout {
-            memory: 1 + k as u32,
+            memory: if shared { 0 } else { memory },
+            shared,
+            grow_func: checked_grow.then_some(start_func + 1),
             func_base: func,
             stub_base,
             defined_base: stub_base + stubs,
-            start_func: stub_base + stubs + input.functions.len() as u32,
+            start_func,
             trampolines,
             table_base: table,
             started_global: global,
@@ -263,7 +312,8 @@ fn lay_out<'a>(inputs: &[Input<'a>], first_func: u32) -> Vec<Layout<'a>> {
             eager_tables: consteval::eager_tables(input),
             reindex: Reindex::default(),
         };
-        func = l.start_func + 1;
+        func = l.start_func + 1 + l.grow_func.is_some() as u32;
+        memory += !shared as u32;
         table += input.tables.len() as u32;
         global += 1 + input.globals.len() as u32;
         tag += input.tags.len() as u32;
@@ -279,10 +329,12 @@ fn lay_out<'a>(inputs: &[Input<'a>], first_func: u32) -> Vec<Layout<'a>> {
 fn index_maps(
     input: &Input<'_>,
     l: &mut Layout<'_>,
+    imports: &WasiImports,
     types: &mut TypeInterner,
 ) -> Result<(), MergeError> {
     let mut r = Reindex {
         memory: l.memory,
+        grow_func: l.grow_func,
         table_base: l.table_base,
         global_base: l.global_base,
         tag_base: l.tag_base,
@@ -308,19 +360,21 @@ fn index_maps(
             *t = at + j as u32;
         }
     }
-    r.funcs = function_map(input, l);
+    r.funcs = function_map(input, l, imports);
     r.data = data_map(input, l);
     l.reindex = r;
     Ok(())
 }
 
-/// Input function index → output function index: imports go to their trampoline or stub.
-fn function_map(input: &Input<'_>, l: &Layout<'_>) -> Vec<u32> {
+/// Input function index → output function index: imports go to their trampoline (to the
+/// import itself when the program shares memory 0) or stub.
+fn function_map(input: &Input<'_>, l: &Layout<'_>, imports: &WasiImports) -> Vec<u32> {
     let mut next_stub = l.stub_base;
     input
         .imports
         .iter()
         .map(|i| match i {
+            FuncImport::Wasi(func) if l.shared => imports.index(func.name),
             FuncImport::Wasi(func) => {
                 l.func_base
                     + l.trampolines
