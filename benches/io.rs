@@ -47,7 +47,9 @@ fn benches(c: &mut Criterion) {
     .expect("merge bridged");
     let runner = Runner::new().expect("runner");
     let mega = runner.compile(&merged.wasm).expect("compile megabinary");
-    let bridged = runner.compile(&bridged.wasm).expect("compile bridged megabinary");
+    let bridged = runner
+        .compile(&bridged.wasm)
+        .expect("compile bridged megabinary");
 
     let mut cases = vec![(
         "cat 256 MiB".to_string(),

@@ -23,6 +23,8 @@ pub const BRIDGE_ALLOC: &str = "megabin::bridge_alloc";
 pub const BRIDGE_MEMORY: &str = "megabin::bridge";
 /// Name-section name of the bridge's scratch-cursor global.
 pub const CURSOR_GLOBAL: &str = "megabin::cursor";
+/// Name-section name of the private memory caching the environment of programs on memory 0.
+pub const ENVIRON_MEMORY: &str = "megabin::environ";
 /// Name-section name of the global recording which kind of program the instance activated.
 pub const ACTIVATED_GLOBAL: &str = "megabin::activated";
 /// Prefix of the name-section names of the WASI imports (`wasi::fd_write`).

@@ -107,6 +107,12 @@ fn start_function(plan: &Plan<'_>, k: usize, r: &mut Reindex) -> Result<Function
     let helper = |offset: u32| plan.env.alloc_func + 1 + offset;
     let min = input.memory.initial;
     if l.shared {
+        if l.environ {
+            let cache = plan
+                .environ
+                .expect("a cache for programs that read environ");
+            InstructionSink::new(&mut body).call(cache.stash);
+        }
         InstructionSink::new(&mut body)
             .i32_const(min as i32)
             .call(helper(Router::ACTIVATE_SHARED));
@@ -277,6 +283,7 @@ impl Sections {
         debug: &DebugOptions,
     ) -> Result<Self, MergeError> {
         let mut s = Sections::bridge(plan);
+        let environ = plan.environ;
         let Plan {
             inputs,
             layouts,
@@ -294,6 +301,10 @@ impl Sections {
             s.program_exports(input, l, name, debug);
             s.entries
                 .push(entry_map(input, l, &programs[k], digests[k]));
+        }
+        if let Some(c) = environ {
+            s.memories.memory(memory_type(0, Some(65536)));
+            s.memory_names.append(c.memory, names::ENVIRON_MEMORY);
         }
         s.declared.sort_unstable();
         s.declared.dedup();
@@ -339,6 +350,35 @@ impl Sections {
             s.function_names.func(idx, f.name.clone());
             if let Some(e) = f.export {
                 s.exports.export(e, ExportKind::Func, idx);
+            }
+        }
+        if let Some(c) = plan.environ {
+            let (sizes, get) = (
+                plan.imports.index("environ_sizes_get"),
+                plan.imports.index("environ_get"),
+            );
+            let helpers = [
+                (
+                    plan.generated.start_type,
+                    bridge::stash_environ(&plan.env, c.memory, sizes, get),
+                    "stash_environ",
+                ),
+                (
+                    plan.imports.ty("environ_sizes_get"),
+                    bridge::environ_sizes_cached(&plan.env, c.memory),
+                    "environ_sizes_get",
+                ),
+                (
+                    plan.imports.ty("environ_get"),
+                    bridge::environ_get_cached(&plan.env, c.memory),
+                    "environ_get",
+                ),
+            ];
+            for (j, (ty, body, name)) in helpers.into_iter().enumerate() {
+                s.functions.function(ty);
+                s.generated.push(body.into_raw_body());
+                s.function_names
+                    .func(c.stash + j as u32, names::internal(name));
             }
         }
         let bridge_pages = crate::plan::bridge_pages(&plan.router);

@@ -293,12 +293,20 @@ impl Scan {
             .collect()
     }
 
-    /// Checks that shared code touches only the bridge; returns the globals it uses.
+    /// Checks that shared code touches only the bridge (memory 0 and memories no entry owns,
+    /// such as the environment cache); returns the globals it uses.
     fn check_shared(&self, shared: &BTreeSet<u32>, problems: &mut Vec<String>) -> BTreeSet<u32> {
         let mut bridge_globals = BTreeSet::new();
+        let owned: BTreeSet<u32> = self
+            .mem_exports
+            .iter()
+            .filter(|(name, _)| name.as_str() != names::BRIDGE_MEMORY_EXPORT)
+            .map(|(_, &m)| m)
+            .filter(|&m| m != 0)
+            .collect();
         for &f in shared {
             let r = self.body(f).expect("reachable functions exist");
-            if r.memories.iter().any(|&m| m != 0) || !r.tables.is_empty() {
+            if r.memories.iter().any(|m| owned.contains(m)) || !r.tables.is_empty() {
                 problems.push(format!(
                     "function {f} ({}) is shared between programs but touches program state",
                     self.names.get(&f).map(String::as_str).unwrap_or("?")

@@ -27,16 +27,41 @@ pub(crate) fn bridge_pages(router: &Router) -> u64 {
 /// Whether a program can use the exported memory 0 as its own memory (a megabinary instance
 /// only ever activates one program): its memory starts at least as large as memory 0 does
 /// (`min_pages`, which holds the dispatcher's static data; the input's memory is already
-/// known to be defined, 32-bit, unshared, with default pages), and it reads no environment
-/// (its environ functions must hide `MEGABIN_ENTRY`, which needs bridge scratch).
+/// known to be defined, 32-bit, unshared, with default pages). If it reads its environment,
+/// it does so from a cache ([`EnvironCache`]).
 pub(crate) fn shares_memory(input: &Input<'_>, min_pages: u64) -> bool {
     input.memory.initial >= min_pages
-        && input.memory.initial <= input.memory.maximum.unwrap_or(MAX_PAGES)
-        && !input
-            .imports
-            .iter()
-            .filter_map(FuncImport::wasi)
-            .any(|f| matches!(f.role, wasi::Role::EnvironGet | wasi::Role::EnvironSizesGet))
+}
+
+/// Whether a program reads its environment (imports `environ_get` or `environ_sizes_get`).
+pub(crate) fn reads_environ(input: &Input<'_>) -> bool {
+    input
+        .imports
+        .iter()
+        .filter_map(FuncImport::wasi)
+        .any(|f| matches!(f.role, wasi::Role::EnvironGet | wasi::Role::EnvironSizesGet))
+}
+
+/// The environment cache of the programs on memory 0 that read their environment
+/// ([`bridge::stash_environ`]): a private memory and three generated functions, placed after
+/// the dispatcher's.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct EnvironCache {
+    /// The private memory holding the filtered environment (after every other memory).
+    pub memory: u32,
+    /// `megabin::stash_environ`; `environ_sizes_get` and `environ_get` follow it.
+    pub stash: u32,
+}
+
+impl EnvironCache {
+    /// The cached `environ_sizes_get`.
+    pub fn sizes_get(&self) -> u32 {
+        self.stash + 1
+    }
+    /// The cached `environ_get`.
+    pub fn get(&self) -> u32 {
+        self.stash + 2
+    }
 }
 
 /// WASI functions the dispatcher calls: imported whatever the programs use.
@@ -68,6 +93,8 @@ pub(crate) struct Plan<'a> {
     pub generated: Generated,
     /// Each program's place, in program order.
     pub layouts: Vec<Layout<'a>>,
+    /// The environment cache, when a program on memory 0 reads its environment.
+    pub environ: Option<EnvironCache>,
 }
 
 /// The bridge allocator and the dispatcher's functions, with their types.
@@ -92,6 +119,8 @@ pub(crate) struct Layout<'a> {
     /// With [`Layout::shared`] and a declared maximum below memory 0's: the function that
     /// stands for the program's `memory.grow` (`(delta) -> old | -1`), after its start function.
     pub grow_func: Option<u32>,
+    /// With [`Layout::shared`]: the program reads its environment, from the cache.
+    pub environ: bool,
     pub func_base: u32,
     /// Distinct WASI functions imported, in first-import order: one trampoline each.
     pub trampolines: Vec<&'static WasiFunc>,
@@ -136,12 +165,26 @@ impl<'a> Plan<'a> {
             scratch_base: router.scratch_base(),
         };
         // Layout: each program's place in every index space, after the generated functions.
-        let first_func = n_imports + 1 + Router::FUNCS;
         let shared_min = (!bridge_all).then(|| bridge_pages(&router));
-        let mut layouts = lay_out(&inputs, first_func, shared_min);
+        let shared: Vec<bool> = inputs
+            .iter()
+            .map(|i| shared_min.is_some_and(|min| shares_memory(i, min)))
+            .collect();
+        let cache = inputs
+            .iter()
+            .zip(&shared)
+            .any(|(i, &s)| s && reads_environ(i));
+        let bridged = shared.iter().filter(|&&s| !s).count() as u32;
+        let environ = cache.then_some(EnvironCache {
+            memory: 1 + bridged,
+            stash: n_imports + 1 + Router::FUNCS,
+        });
+        let helpers = if cache { bridge::ENVIRON_HELPERS } else { 0 };
+        let first_func = n_imports + 1 + Router::FUNCS + helpers;
+        let mut layouts = lay_out(&inputs, first_func, &shared);
         // Types and index maps of every program (sequential: the interner is shared).
         for (input, layout) in inputs.iter().zip(&mut layouts) {
-            index_maps(input, layout, &imports, &mut types)?;
+            index_maps(input, layout, &imports, environ, &mut types)?;
         }
         // Generated functions: the bridge allocator and the dispatcher, and their types.
         let starts: Vec<u32> = layouts.iter().map(|l| l.start_func).collect();
@@ -155,6 +198,7 @@ impl<'a> Plan<'a> {
             types,
             generated,
             layouts,
+            environ,
         })
     }
 
@@ -272,15 +316,13 @@ fn route(programs: &[Program<'_>], digests: &[[u8; 32]]) -> Result<Router, Merge
 }
 
 /// Lays the programs out one after the other in every index space, their functions from
-/// `first_func`. Memory 0, globals 0 and 1 and data segment 0 are the bridge's. With
-/// `shared_min`, programs that [`shares_memory`] use memory 0 as theirs; the others get the
-/// next memory.
-fn lay_out<'a>(inputs: &[Input<'a>], first_func: u32, shared_min: Option<u64>) -> Vec<Layout<'a>> {
+/// `first_func`. Memory 0, globals 0 and 1 and data segment 0 are the bridge's. Programs
+/// marked `shared` use memory 0 as theirs ([`shares_memory`]); the others get the next memory.
+fn lay_out<'a>(inputs: &[Input<'a>], first_func: u32, shared: &[bool]) -> Vec<Layout<'a>> {
     let mut layouts = Vec::with_capacity(inputs.len());
     let (mut func, mut table, mut global, mut tag, mut elem, mut data, mut memory) =
         (first_func, 0u32, 2u32, 0u32, 0u32, 1u32, 1u32);
-    for input in inputs {
-        let shared = shared_min.is_some_and(|min| shares_memory(input, min));
+    for (input, &shared) in inputs.iter().zip(shared) {
         let trampolines = if shared {
             Vec::new()
         } else {
@@ -296,6 +338,7 @@ fn lay_out<'a>(inputs: &[Input<'a>], first_func: u32, shared_min: Option<u64>) -
             memory: if shared { 0 } else { memory },
             shared,
             grow_func: checked_grow.then_some(start_func + 1),
+            environ: shared && reads_environ(input),
             func_base: func,
             stub_base,
             defined_base: stub_base + stubs,
@@ -330,6 +373,7 @@ fn index_maps(
     input: &Input<'_>,
     l: &mut Layout<'_>,
     imports: &WasiImports,
+    environ: Option<EnvironCache>,
     types: &mut TypeInterner,
 ) -> Result<(), MergeError> {
     let mut r = Reindex {
@@ -360,7 +404,7 @@ fn index_maps(
             *t = at + j as u32;
         }
     }
-    r.funcs = function_map(input, l, imports);
+    r.funcs = function_map(input, l, imports, environ);
     r.data = data_map(input, l);
     l.reindex = r;
     Ok(())
@@ -368,13 +412,22 @@ fn index_maps(
 
 /// Input function index → output function index: imports go to their trampoline (to the
 /// import itself when the program shares memory 0) or stub.
-fn function_map(input: &Input<'_>, l: &Layout<'_>, imports: &WasiImports) -> Vec<u32> {
+fn function_map(
+    input: &Input<'_>,
+    l: &Layout<'_>,
+    imports: &WasiImports,
+    environ: Option<EnvironCache>,
+) -> Vec<u32> {
     let mut next_stub = l.stub_base;
     input
         .imports
         .iter()
         .map(|i| match i {
-            FuncImport::Wasi(func) if l.shared => imports.index(func.name),
+            FuncImport::Wasi(func) if l.shared => match (func.role, environ) {
+                (wasi::Role::EnvironSizesGet, Some(c)) => c.sizes_get(),
+                (wasi::Role::EnvironGet, Some(c)) => c.get(),
+                _ => imports.index(func.name),
+            },
             FuncImport::Wasi(func) => {
                 l.func_base
                     + l.trampolines

@@ -40,14 +40,48 @@ const MEMCHECK: &str = r#"(module
     (call $check (i32.eq (call $nonzero) (i32.const 5)) (i32.const 6))
     (call $exit (i32.const 0))))"#;
 
-/// A bridged program (it reads the environment): prints `MEGABIN_ENTRY`-free `environ` count.
+/// A bridged program (its memory starts empty, smaller than the exported memory): exits with
+/// 40 + the number of environment variables it sees.
 const ENVCOUNT: &str = r#"(module
   (import "wasi_snapshot_preview1" "environ_sizes_get" (func $sizes (param i32 i32) (result i32)))
   (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
-  (memory 1)
+  (memory (export "memory") 0)
   (func (export "_start")
+    (drop (memory.grow (i32.const 1)))
     (drop (call $sizes (i32.const 0) (i32.const 4)))
     (call $exit (i32.add (i32.const 40) (i32.load (i32.const 0))))))"#;
+
+/// A bridged program that returns at once.
+const NOOP: &str = r#"(module (memory 0) (func (export "_start")))"#;
+
+/// A program on the exported memory that reads its environment: writes the strings buffer of
+/// `environ_get` to stdout; exits 3 when a pointer does not start a string of that buffer, 4
+/// when the buffer does not end in a NUL, 5 when the host failed.
+const ENVDUMP: &str = r#"(module
+  (import "wasi_snapshot_preview1" "environ_sizes_get" (func $sizes (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "environ_get" (func $get (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 2)
+  (func (export "_start") (local $i i32) (local $p i32)
+    (if (call $sizes (i32.const 0) (i32.const 4)) (then (call $exit (i32.const 5))))
+    (if (call $get (i32.const 1024) (i32.const 65536)) (then (call $exit (i32.const 5))))
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $i) (i32.load (i32.const 0))))
+        (local.set $p (i32.load (i32.add (i32.const 1024) (i32.shl (local.get $i) (i32.const 2)))))
+        (if (i32.eqz (local.get $i))
+          (then (if (i32.ne (local.get $p) (i32.const 65536)) (then (call $exit (i32.const 3)))))
+          (else (if (i32.load8_u (i32.sub (local.get $p) (i32.const 1)))
+            (then (call $exit (i32.const 3))))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $next)))
+    (if (i32.load (i32.const 4))
+      (then (if (i32.load8_u (i32.add (i32.const 65535) (i32.load (i32.const 4))))
+        (then (call $exit (i32.const 4))))))
+    (i32.store (i32.const 8) (i32.const 65536))
+    (i32.store (i32.const 12) (i32.load (i32.const 4)))
+    (drop (call $write (i32.const 1) (i32.const 8) (i32.const 1) (i32.const 16)))))"#;
 
 fn programs<'a>(memcheck: &'a [u8], envcount: &'a [u8]) -> Vec<Program<'a>> {
     let p = |name: &str, wasm| Program {
@@ -86,7 +120,7 @@ fn a_program_on_the_exported_memory_sees_what_it_sees_standalone() {
     assert_ne!(
         entry("envcount").memory,
         0,
-        "envcount reads the environment: bridged"
+        "envcount's memory starts empty: bridged"
     );
 
     let runner = Runner::new().unwrap();
@@ -169,4 +203,75 @@ fn arguments_larger_than_the_initial_memory_are_refused_with_a_message() {
         err.contains("more memory than the program's initial memory"),
         "{err}"
     );
+}
+
+/// A program on the exported memory reads its environment from the dispatcher's cache: the
+/// same strings and pointers as standalone, without `MEGABIN_ENTRY`, however it is started;
+/// and a bridged program started before it makes its start trap with a message.
+#[test]
+fn a_program_on_the_exported_memory_reads_its_environment_without_megabin_entry() {
+    let envdump = wat::parse_str(ENVDUMP).unwrap();
+    let envcount = wat::parse_str(ENVCOUNT).unwrap();
+    let noop = wat::parse_str(NOOP).unwrap();
+    let p = |name: &str, wasm| Program {
+        name: name.into(),
+        wasm,
+        aliases: vec![name.into()],
+        validated: None,
+    };
+    let ps = vec![
+        p("envcount", &envcount[..]),
+        p("envdump", &envdump[..]),
+        p("noop", &noop[..]),
+    ];
+    let merged = merge(&ps, &MergeOptions::default()).unwrap();
+    merger::check_isolation(&merged.wasm).unwrap_or_else(|p| panic!("{}", p.join("\n")));
+    let entry = |name: &str| merged.map.entries.iter().find(|e| e.name == name).unwrap();
+    assert_eq!(entry("envdump").memory, 0);
+    let runner = Runner::new().unwrap();
+    let alone = runner.compile(&envdump).unwrap();
+    let mega = runner.compile(&merged.wasm).unwrap();
+    let digest = format!("sha256:{}", sha256_hex(&envdump));
+    let big = "z".repeat(10_000);
+    let env = vec![
+        ("A", "1".to_string()),
+        ("MEGABIN_ENTRYX", "kept".to_string()),
+        ("B", big),
+        ("EMPTY", String::new()),
+    ];
+    let standalone = runner
+        .run_captured(&alone, "_start", &inv(&["envdump"], &env))
+        .unwrap();
+    assert_eq!(standalone.status, Status::Exit(0), "{standalone:?}");
+    assert!(standalone
+        .stdout
+        .starts_with(b"A=1\0MEGABIN_ENTRYX=kept\0B=zz"));
+    let mut with_entry = vec![("MEGABIN_ENTRY", digest)];
+    with_entry.extend(env.iter().cloned());
+    with_entry.push(("MEGABIN_ENTRY", "sha256:ignored".to_string()));
+    for (export, i) in [
+        ("_start", inv(&["x"], &with_entry)),
+        ("_start", inv(&["envdump"], &env)),
+        ("envdump_start", inv(&["x"], &with_entry)),
+    ] {
+        let out = runner.run_captured(&mega, export, &i).unwrap();
+        assert_eq!(out.status, Status::Exit(0), "{export}: {out:?}");
+        assert_eq!(out.stdout, standalone.stdout, "{export}");
+    }
+    let empty = runner
+        .run_captured(&mega, "envdump_start", &inv(&["x"], &[]))
+        .unwrap();
+    assert_eq!((empty.status, empty.stdout), (Status::Exit(0), vec![]));
+    // The bridged program next to it still hides the dispatcher's variable.
+    let count = runner
+        .run_captured(&mega, "_start", &inv(&["envcount"], &with_entry[1..3]))
+        .unwrap();
+    assert_eq!(count.status, Status::Exit(42), "{count:?}");
+    // A bridged program first: the second start is refused, with a message.
+    let out = runner
+        .run_captured_seq(&mega, &["noop_start", "envdump_start"], &inv(&["x"], &env))
+        .unwrap();
+    assert!(matches!(out.status, Status::Trap { .. }), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("another program already ran"), "{err}");
 }
