@@ -1,6 +1,8 @@
 //! Figure 3 (in process): bridged I/O. `cat` of a 256 MiB file, 10 MiB in writes of 256 B,
 //! 4 KiB and 64 KiB (`write_<size>`) and the `bigout` fixture, run as an
-//! entry of a 99-program megabinary vs as the standalone module, through
+//! entry of a 99-program megabinary (`megabinary`: as `megabin build` merges, where a program
+//! may use the exported memory as its own; `bridged`: every program through the WASI bridge)
+//! vs as the standalone module, through
 //! `runtime_check::Runner` (stdout captured in memory by both). The bench tool measures the same
 //! with stdout to a sink (`bench/run.sh`).
 //!
@@ -29,8 +31,25 @@ fn benches(c: &mut Criterion) {
         },
     )
     .expect("merge");
+    // The same programs, every one through the WASI bridge (as before programs could use the
+    // exported memory as their own): the before/after comparison in one run.
+    let bridged = merger::merge_with(
+        &programs,
+        &merger::MergeOptions {
+            jobs: 2,
+            ..Default::default()
+        },
+        &merger::DebugOptions {
+            bridge_all: true,
+            ..Default::default()
+        },
+    )
+    .expect("merge bridged");
     let runner = Runner::new().expect("runner");
     let mega = runner.compile(&merged.wasm).expect("compile megabinary");
+    let bridged = runner
+        .compile(&bridged.wasm)
+        .expect("compile bridged megabinary");
 
     let mut cases = vec![(
         "cat 256 MiB".to_string(),
@@ -68,7 +87,11 @@ fn benches(c: &mut Criterion) {
         let wasm = &set.iter().find(|p| p.name == prog).expect("program").wasm;
         let alone = runner.compile(wasm).expect("compile");
         let export = format!("{prog}_start");
-        for (module, name) in [(&alone, "_start"), (&mega, export.as_str())] {
+        for (module, name) in [
+            (&alone, "_start"),
+            (&mega, export.as_str()),
+            (&bridged, export.as_str()),
+        ] {
             let r = runner.run_captured(module, name, &inv).unwrap();
             assert_eq!(r.status, Status::Exit(0));
             assert!(r.stdout.len() as u64 >= bytes, "{label}: short output");
@@ -79,6 +102,9 @@ fn benches(c: &mut Criterion) {
         });
         g.bench_function(BenchmarkId::new("megabinary", &label), |b| {
             b.iter(|| runner.run_captured(&mega, &export, &inv).unwrap())
+        });
+        g.bench_function(BenchmarkId::new("bridged", &label), |b| {
+            b.iter(|| runner.run_captured(&bridged, &export, &inv).unwrap())
         });
     }
     g.finish();

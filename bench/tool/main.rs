@@ -566,6 +566,22 @@ fn io(out: &Path, dir: &Path) -> Result<()> {
     let m = runtime_check::load_manifest(out).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mega_file = out.join(&m.megabinary);
     let mega = Harness::new(&engine, &Module::from_file(&engine, &mega_file)?)?;
+    // The same programs with every one through the WASI bridge (each its own memory), as
+    // megabin merged them before a program could use the exported memory as its own: the
+    // before/after comparison in one run.
+    let io_set = common::io_set();
+    let bridged = merger::merge_with(
+        &common::merger_programs(&io_set),
+        &merger::MergeOptions {
+            jobs: 2,
+            ..Default::default()
+        },
+        &merger::DebugOptions {
+            bridge_all: true,
+            ..Default::default()
+        },
+    )?;
+    let bridged = Harness::new(&engine, &Module::new(&engine, &bridged.wasm)?)?;
     let data = dir.join("data");
     let mut cases: Vec<(String, String, Vec<String>, u64)> = vec![(
         "cat 256 MiB file".into(),
@@ -587,8 +603,8 @@ fn io(out: &Path, dir: &Path) -> Result<()> {
         vec!["bigout".into()],
         12 << 20,
     ));
-    println!("| workload | ms per run, standalone / megabinary | standalone MiB/s | megabinary MiB/s | megabinary / standalone | same, instantiation excluded |");
-    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    println!("| workload | ms per run, standalone / megabinary / bridged | standalone MiB/s | megabinary MiB/s | bridged MiB/s | megabinary / standalone | same, instantiation excluded | bridged / standalone, instantiation excluded |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for (label, prog, args, bytes) in cases {
         let path = format!("/usr/bin/{prog}");
         let b = m.binaries.get(&path).context("io program missing")?;
@@ -603,23 +619,28 @@ fn io(out: &Path, dir: &Path) -> Result<()> {
             .0
         };
         // Alternate, so drifting machine load hits both alike; keep the best median of each.
-        let (mut s, mut mg) = (f64::INFINITY, f64::INFINITY);
+        let (mut s, mut mg, mut br) = (f64::INFINITY, f64::INFINITY, f64::INFINITY);
         for _ in 0..3 {
             s = s.min(measure(&alone, &Entry::Standalone, true));
             mg = mg.min(measure(&mega, &Entry::Mega(digest), true));
+            br = br.min(measure(&bridged, &Entry::Mega(digest), true));
         }
         // Instantiation alone (a fresh instance per run), to separate start-up from I/O.
         let s0 = measure(&alone, &Entry::Standalone, false);
         let m0 = measure(&mega, &Entry::Mega(digest), false);
+        let b0 = measure(&bridged, &Entry::Mega(digest), false);
         let rate = |s: f64| bytes as f64 / (1 << 20) as f64 / s;
         println!(
-            "| {label} | {:.1} / {:.1} | {:.0} | {:.0} | {:.2} | {:.2} |",
+            "| {label} | {:.1} / {:.1} / {:.1} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} |",
             s * 1e3,
             mg * 1e3,
+            br * 1e3,
             rate(s),
             rate(mg),
+            rate(br),
             s / mg,
-            (s - s0) / (mg - m0)
+            (s - s0) / (mg - m0),
+            (s - s0) / (br - b0)
         );
     }
     Ok(())

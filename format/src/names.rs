@@ -23,6 +23,10 @@ pub const BRIDGE_ALLOC: &str = "megabin::bridge_alloc";
 pub const BRIDGE_MEMORY: &str = "megabin::bridge";
 /// Name-section name of the bridge's scratch-cursor global.
 pub const CURSOR_GLOBAL: &str = "megabin::cursor";
+/// Name-section name of the private memory caching the environment of programs on memory 0.
+pub const ENVIRON_MEMORY: &str = "megabin::environ";
+/// Name-section name of the global recording which kind of program the instance activated.
+pub const ACTIVATED_GLOBAL: &str = "megabin::activated";
 /// Prefix of the name-section names of the WASI imports (`wasi::fd_write`).
 pub const WASI_IMPORT_PREFIX: &str = "wasi::";
 /// Prefix of the name-section names of foreign-import stubs (functions that trap when a
@@ -66,6 +70,12 @@ pub fn memory_export(entry: &str) -> String {
 /// The name-section name of entry `entry`'s memory: `<entry>::memory`.
 pub fn memory_name(entry: &str) -> String {
     format!("{entry}::memory")
+}
+
+/// The name-section name of the checked `memory.grow` of entry `entry` (which shares the
+/// exported memory and declares a smaller maximum): `<entry>::memory_grow`.
+pub fn checked_grow(entry: &str) -> String {
+    format!("{entry}::memory_grow")
 }
 
 /// The export of an input's own function `export` under `--export-functions`: `<entry>.<export>`.

@@ -69,28 +69,67 @@ fn encode_program(plan: &Plan<'_>, k: usize, r: &mut Reindex) -> Result<ProgramC
         push(f);
     }
     push(start_function(plan, k, r)?);
+    if l.grow_func.is_some() {
+        let max = input.memory.maximum.expect("a checked grow has a maximum");
+        push(checked_grow(max as u32));
+    }
     Ok(ProgramCode { bodies })
 }
 
+/// `(delta) -> old | -1`: `memory.grow` of memory 0 for a program sharing it, refused beyond
+/// the program's declared maximum `max` (memory 0 may grow further), as standalone.
+fn checked_grow(max: u32) -> Function {
+    let mut f = Function::new([]);
+    f.instructions()
+        .local_get(0)
+        .i32_const(max as i32)
+        .memory_size(0)
+        .i32_sub()
+        .i32_gt_u()
+        .if_(BlockType::Result(ValType::I32))
+        .i32_const(-1)
+        .else_()
+        .local_get(0)
+        .memory_grow(0)
+        .end()
+        .end();
+    f
+}
+
 /// `<name>_start`: activate the program (memory, tables, segments), run its start function
-/// and `_start`. A second call traps after a message on stderr.
+/// and `_start`. A second call traps after a message on stderr. A program sharing memory 0
+/// is activated by the dispatcher's `activate_shared` (any second activation traps), a
+/// bridged one also tells `activate_bridged`.
 fn start_function(plan: &Plan<'_>, k: usize, r: &mut Reindex) -> Result<Function, MergeError> {
     let (input, l) = (&plan.inputs[k], &plan.layouts[k]);
     let mut body = Vec::new();
     let (msg_ptr, msg_len) = plan.router.started_message(k);
-    let message_func = plan.env.alloc_func + 1 + Router::MESSAGE;
-    InstructionSink::new(&mut body)
-        .global_get(l.started_global)
-        .if_(BlockType::Empty)
-        .i32_const(msg_ptr as i32)
-        .i32_const(msg_len as i32)
-        .call(message_func)
-        .unreachable()
-        .end()
-        .i32_const(1)
-        .global_set(l.started_global);
+    let helper = |offset: u32| plan.env.alloc_func + 1 + offset;
     let min = input.memory.initial;
-    if min > 0 {
+    if l.shared {
+        if l.environ {
+            let cache = plan
+                .environ
+                .expect("a cache for programs that read environ");
+            InstructionSink::new(&mut body).call(cache.stash);
+        }
+        InstructionSink::new(&mut body)
+            .i32_const(min as i32)
+            .call(helper(Router::ACTIVATE_SHARED));
+    } else {
+        InstructionSink::new(&mut body)
+            .global_get(l.started_global)
+            .if_(BlockType::Empty)
+            .i32_const(msg_ptr as i32)
+            .i32_const(msg_len as i32)
+            .call(helper(Router::MESSAGE))
+            .unreachable()
+            .end()
+            .i32_const(1)
+            .global_set(l.started_global)
+            .call(helper(Router::ACTIVATE_BRIDGED));
+    }
+    if min > 0 && !l.shared {
         InstructionSink::new(&mut body)
             .i32_const(min as i32)
             .memory_grow(l.memory);
@@ -244,6 +283,7 @@ impl Sections {
         debug: &DebugOptions,
     ) -> Result<Self, MergeError> {
         let mut s = Sections::bridge(plan);
+        let environ = plan.environ;
         let Plan {
             inputs,
             layouts,
@@ -254,12 +294,17 @@ impl Sections {
         } = plan;
         for (k, (input, l)) in inputs.iter().zip(layouts.iter_mut()).enumerate() {
             let name = &programs[k].name;
-            s.program_functions(input, l, name, imports, generated.start_type);
+            let types = (generated.start_type, generated.grow_type);
+            s.program_functions(input, l, name, imports, types);
             s.program_names(input, l, name);
             s.program_storage(input, l, name)?;
             s.program_exports(input, l, name, debug);
             s.entries
                 .push(entry_map(input, l, &programs[k], digests[k]));
+        }
+        if let Some(c) = environ {
+            s.memories.memory(memory_type(0, Some(65536)));
+            s.memory_names.append(c.memory, names::ENVIRON_MEMORY);
         }
         s.declared.sort_unstable();
         s.declared.dedup();
@@ -307,12 +352,43 @@ impl Sections {
                 s.exports.export(e, ExportKind::Func, idx);
             }
         }
-        let bridge_pages = (plan.router.scratch_base() as u64).div_ceil(65536).max(1);
+        if let Some(c) = plan.environ {
+            let (sizes, get) = (
+                plan.imports.index("environ_sizes_get"),
+                plan.imports.index("environ_get"),
+            );
+            let helpers = [
+                (
+                    plan.generated.start_type,
+                    bridge::stash_environ(&plan.env, c.memory, sizes, get),
+                    "stash_environ",
+                ),
+                (
+                    plan.imports.ty("environ_sizes_get"),
+                    bridge::environ_sizes_cached(&plan.env, c.memory),
+                    "environ_sizes_get",
+                ),
+                (
+                    plan.imports.ty("environ_get"),
+                    bridge::environ_get_cached(&plan.env, c.memory),
+                    "environ_get",
+                ),
+            ];
+            for (j, (ty, body, name)) in helpers.into_iter().enumerate() {
+                s.functions.function(ty);
+                s.generated.push(body.into_raw_body());
+                s.function_names
+                    .func(c.stash + j as u32, names::internal(name));
+            }
+        }
+        let bridge_pages = crate::plan::bridge_pages(&plan.router);
         s.memories.memory(memory_type(bridge_pages, Some(65536)));
         s.memory_names.append(0, names::BRIDGE_MEMORY);
         let cursor = ConstExpr::i32_const(plan.router.scratch_base() as i32);
         s.globals.global(flag_type(), &cursor);
         s.global_names.append(0, names::CURSOR_GLOBAL);
+        s.globals.global(flag_type(), &ConstExpr::i32_const(0));
+        s.global_names.append(1, names::ACTIVATED_GLOBAL);
         s
     }
 
@@ -323,7 +399,7 @@ impl Sections {
         l: &Layout<'_>,
         name: &str,
         imports: &WasiImports,
-        start: u32,
+        (start, grow): (u32, u32),
     ) {
         for (j, t) in l.trampolines.iter().enumerate() {
             self.functions.function(imports.ty(t.name));
@@ -345,6 +421,10 @@ impl Sections {
         self.functions.function(start);
         self.function_names
             .func(l.start_func, names::start_function(name));
+        if let Some(f) = l.grow_func {
+            self.functions.function(grow);
+            self.function_names.func(f, names::checked_grow(name));
+        }
     }
 
     /// The names the input gives its own functions (its name section), and its memory's name.
@@ -379,9 +459,11 @@ impl Sections {
         name: &str,
     ) -> Result<(), MergeError> {
         let r = &mut l.reindex;
-        self.memories.memory(memory_type(0, input.memory.maximum));
-        self.memory_names
-            .append(l.memory, &names::memory_name(name));
+        if !l.shared {
+            self.memories.memory(memory_type(0, input.memory.maximum));
+            self.memory_names
+                .append(l.memory, &names::memory_name(name));
+        }
         for t in &input.tables {
             r.parse_table(&mut self.tables, t.clone())
                 .map_err(internal)?;
@@ -448,7 +530,7 @@ fn entry_map(input: &Input<'_>, l: &Layout<'_>, p: &Program<'_>, digest: [u8; 32
         aliases: p.aliases.clone(),
         start_export: names::start_export(&p.name),
         memory: l.memory,
-        functions: l.func_base..l.start_func + 1,
+        functions: l.func_base..l.start_func + 1 + l.grow_func.is_some() as u32,
         trampolines: l.func_base..l.stub_base,
         tables: l.table_base..l.table_base + input.tables.len() as u32,
         globals: l.started_global..l.global_base + input.globals.len() as u32,

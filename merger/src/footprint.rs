@@ -54,7 +54,8 @@ impl Footprint {
             memories: 1,
             functions: router_gen::wasi::WASI_FUNCS.len() as u64
                 + 1
-                + router_gen::dispatch::Router::FUNCS as u64,
+                + router_gen::dispatch::Router::FUNCS as u64
+                + router_gen::bridge::ENVIRON_HELPERS as u64,
             data_segments: 1,
             element_segments: 1,
             globals: 1,

@@ -5,7 +5,10 @@
 //! the reachable code touches. Each program must touch only its own memory (exported as
 //! `<name>.memory`), tables and globals; only its WASI trampolines (`<name>::wasi::<fn>` in the
 //! name section) may call imports or touch the bridge memory 0; code shared between programs
-//! (the bridge allocator, the message helper) touches only the bridge.
+//! (the bridge allocator, the message helper) touches only the bridge. An entry whose
+//! `<name>.memory` is the exported memory 0 uses it as its own memory (an instance activates
+//! one program only, which the dispatcher enforces): its code may touch memory 0 and call WASI
+//! imports directly.
 
 use megabin_format::names;
 use std::collections::{BTreeMap, BTreeSet};
@@ -290,12 +293,20 @@ impl Scan {
             .collect()
     }
 
-    /// Checks that shared code touches only the bridge; returns the globals it uses.
+    /// Checks that shared code touches only the bridge (memory 0 and memories no entry owns,
+    /// such as the environment cache); returns the globals it uses.
     fn check_shared(&self, shared: &BTreeSet<u32>, problems: &mut Vec<String>) -> BTreeSet<u32> {
         let mut bridge_globals = BTreeSet::new();
+        let owned: BTreeSet<u32> = self
+            .mem_exports
+            .iter()
+            .filter(|(name, _)| name.as_str() != names::BRIDGE_MEMORY_EXPORT)
+            .map(|(_, &m)| m)
+            .filter(|&m| m != 0)
+            .collect();
         for &f in shared {
             let r = self.body(f).expect("reachable functions exist");
-            if r.memories.iter().any(|&m| m != 0) || !r.tables.is_empty() {
+            if r.memories.iter().any(|m| owned.contains(m)) || !r.tables.is_empty() {
                 problems.push(format!(
                     "function {f} ({}) is shared between programs but touches program state",
                     self.names.get(&f).map(String::as_str).unwrap_or("?")
@@ -328,10 +339,15 @@ impl Scan {
                 .get(&f)
                 .cloned()
                 .unwrap_or_else(|| format!("#{f}"));
-            let trampoline_of = self.check_imports(entry.name, f, &fname, r, problems);
+            let shared = entry.memory == 0;
+            let trampoline_of = if shared {
+                None
+            } else {
+                self.check_imports(entry.name, f, &fname, r, problems)
+            };
             for &m in &r.memories {
                 let name = entry.name;
-                if m == 0 && trampoline_of.is_none() {
+                if m == 0 && trampoline_of.is_none() && !shared {
                     problems.push(format!(
                         "{name}: function {f} ({fname}) touches the bridge memory outside a trampoline"
                     ));

@@ -84,6 +84,9 @@ pub struct DebugOptions {
     /// named `memory`, whose name `<name>.memory` is taken), so a test can call any input
     /// function inside the merged module. The output is otherwise identical.
     pub export_functions: bool,
+    /// Give every program its own memory and the WASI bridge, as megabin did before programs
+    /// could use the exported memory as their own (to compare the two; see `docs/format.md`).
+    pub bridge_all: bool,
 }
 
 /// A merged module and where everything went.

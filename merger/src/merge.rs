@@ -30,7 +30,7 @@ pub(crate) fn merge(
     // Refuse a set of programs that would exceed an engine limit once merged.
     check_footprint(programs, &inputs)?;
     // Plan where every input goes in every index space (imports, layouts, index maps, types).
-    let mut plan = Plan::new(programs, digests, inputs)?;
+    let mut plan = Plan::new(programs, digests, inputs, debug.bridge_all)?;
     // Re-encode every program's code against the plan (in parallel).
     let code = emit::program_code(&plan, options.jobs)?;
     // Build the other sections, program by program, and the merge map.

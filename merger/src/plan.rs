@@ -14,6 +14,55 @@ use router_gen::bridge::{self, BridgeEnv};
 use router_gen::dispatch::{DispatchImports, GenFunc, RouteEntry, Router};
 use router_gen::wasi::{self, WasiFunc};
 use wasm_encoder::reencode::Reencode;
+use wasm_encoder::ValType;
+
+/// Pages of the exported memory 0, the largest a memory may have.
+const MAX_PAGES: u64 = 65536;
+
+/// Initial pages of memory 0: enough for the dispatcher's static data (at least one).
+pub(crate) fn bridge_pages(router: &Router) -> u64 {
+    (router.scratch_base() as u64).div_ceil(65536).max(1)
+}
+
+/// Whether a program can use the exported memory 0 as its own memory (a megabinary instance
+/// only ever activates one program): its memory starts at least as large as memory 0 does
+/// (`min_pages`, which holds the dispatcher's static data; the input's memory is already
+/// known to be defined, 32-bit, unshared, with default pages). If it reads its environment,
+/// it does so from a cache ([`EnvironCache`]).
+pub(crate) fn shares_memory(input: &Input<'_>, min_pages: u64) -> bool {
+    input.memory.initial >= min_pages
+}
+
+/// Whether a program reads its environment (imports `environ_get` or `environ_sizes_get`).
+pub(crate) fn reads_environ(input: &Input<'_>) -> bool {
+    input
+        .imports
+        .iter()
+        .filter_map(FuncImport::wasi)
+        .any(|f| matches!(f.role, wasi::Role::EnvironGet | wasi::Role::EnvironSizesGet))
+}
+
+/// The environment cache of the programs on memory 0 that read their environment
+/// ([`bridge::stash_environ`]): a private memory and three generated functions, placed after
+/// the dispatcher's.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct EnvironCache {
+    /// The private memory holding the filtered environment (after every other memory).
+    pub memory: u32,
+    /// `megabin::stash_environ`; `environ_sizes_get` and `environ_get` follow it.
+    pub stash: u32,
+}
+
+impl EnvironCache {
+    /// The cached `environ_sizes_get`.
+    pub fn sizes_get(&self) -> u32 {
+        self.stash + 1
+    }
+    /// The cached `environ_get`.
+    pub fn get(&self) -> u32 {
+        self.stash + 2
+    }
+}
 
 /// WASI functions the dispatcher calls: imported whatever the programs use.
 const DISPATCHER_IMPORTS: [&str; 6] = [
@@ -44,6 +93,8 @@ pub(crate) struct Plan<'a> {
     pub generated: Generated,
     /// Each program's place, in program order.
     pub layouts: Vec<Layout<'a>>,
+    /// The environment cache, when a program on memory 0 reads its environment.
+    pub environ: Option<EnvironCache>,
 }
 
 /// The bridge allocator and the dispatcher's functions, with their types.
@@ -52,13 +103,24 @@ pub(crate) struct Generated {
     pub alloc_type: u32,
     /// Type `[] -> []` of every `<name>_start`.
     pub start_type: u32,
+    /// Type `[i32] -> [i32]` of the checked `memory.grow` functions.
+    pub grow_type: u32,
     /// The dispatcher's functions, from `env.alloc_func + 1`, and their types.
     pub dispatch: Vec<(GenFunc, u32)>,
 }
 
 /// One program's place in the output index spaces.
 pub(crate) struct Layout<'a> {
+    /// Its memory: 0 (the exported memory) when [`Layout::shared`], else its own.
     pub memory: u32,
+    /// The program uses the exported memory 0 as its own memory ([`shares_memory`]): no
+    /// trampolines, its WASI imports are called directly.
+    pub shared: bool,
+    /// With [`Layout::shared`] and a declared maximum below memory 0's: the function that
+    /// stands for the program's `memory.grow` (`(delta) -> old | -1`), after its start function.
+    pub grow_func: Option<u32>,
+    /// With [`Layout::shared`]: the program reads its environment, from the cache.
+    pub environ: bool,
     pub func_base: u32,
     /// Distinct WASI functions imported, in first-import order: one trampoline each.
     pub trampolines: Vec<&'static WasiFunc>,
@@ -87,6 +149,7 @@ impl<'a> Plan<'a> {
         programs: &[Program<'_>],
         digests: Vec<[u8; 32]>,
         inputs: Vec<Input<'a>>,
+        bridge_all: bool,
     ) -> Result<Self, MergeError> {
         // Route: the dispatcher's tables, from each program's digest and argv[0] names.
         let router = route(programs, &digests)?;
@@ -98,14 +161,30 @@ impl<'a> Plan<'a> {
             memory: 0,
             alloc_func: n_imports,
             cursor_global: 0,
+            activated_global: 1,
             scratch_base: router.scratch_base(),
         };
         // Layout: each program's place in every index space, after the generated functions.
-        let first_func = n_imports + 1 + Router::FUNCS;
-        let mut layouts = lay_out(&inputs, first_func);
+        let shared_min = (!bridge_all).then(|| bridge_pages(&router));
+        let shared: Vec<bool> = inputs
+            .iter()
+            .map(|i| shared_min.is_some_and(|min| shares_memory(i, min)))
+            .collect();
+        let cache = inputs
+            .iter()
+            .zip(&shared)
+            .any(|(i, &s)| s && reads_environ(i));
+        let bridged = shared.iter().filter(|&&s| !s).count() as u32;
+        let environ = cache.then_some(EnvironCache {
+            memory: 1 + bridged,
+            stash: n_imports + 1 + Router::FUNCS,
+        });
+        let helpers = if cache { bridge::ENVIRON_HELPERS } else { 0 };
+        let first_func = n_imports + 1 + Router::FUNCS + helpers;
+        let mut layouts = lay_out(&inputs, first_func, &shared);
         // Types and index maps of every program (sequential: the interner is shared).
         for (input, layout) in inputs.iter().zip(&mut layouts) {
-            index_maps(input, layout, &mut types)?;
+            index_maps(input, layout, &imports, environ, &mut types)?;
         }
         // Generated functions: the bridge allocator and the dispatcher, and their types.
         let starts: Vec<u32> = layouts.iter().map(|l| l.start_func).collect();
@@ -119,6 +198,7 @@ impl<'a> Plan<'a> {
             types,
             generated,
             layouts,
+            environ,
         })
     }
 
@@ -154,6 +234,7 @@ impl Generated {
         };
         let funcs = router.functions(env.alloc_func + 1, &dispatch_imports, env, starts);
         let start_type = types.func(&[], &[]);
+        let grow_type = types.func(&[ValType::I32], &[ValType::I32]);
         let dispatch = funcs
             .into_iter()
             .map(|f| {
@@ -164,6 +245,7 @@ impl Generated {
         Generated {
             alloc_type,
             start_type,
+            grow_type,
             dispatch,
         }
     }
@@ -234,23 +316,33 @@ fn route(programs: &[Program<'_>], digests: &[[u8; 32]]) -> Result<Router, Merge
 }
 
 /// Lays the programs out one after the other in every index space, their functions from
-/// `first_func`. Memory 0, global 0 and data segment 0 are the bridge's.
-fn lay_out<'a>(inputs: &[Input<'a>], first_func: u32) -> Vec<Layout<'a>> {
+/// `first_func`. Memory 0, globals 0 and 1 and data segment 0 are the bridge's. Programs
+/// marked `shared` use memory 0 as theirs ([`shares_memory`]); the others get the next memory.
+fn lay_out<'a>(inputs: &[Input<'a>], first_func: u32, shared: &[bool]) -> Vec<Layout<'a>> {
     let mut layouts = Vec::with_capacity(inputs.len());
-    let (mut func, mut table, mut global, mut tag, mut elem, mut data) =
-        (first_func, 0u32, 1u32, 0u32, 0u32, 1u32);
-    for (k, input) in inputs.iter().enumerate() {
-        let trampolines = trampolines(input);
+    let (mut func, mut table, mut global, mut tag, mut elem, mut data, mut memory) =
+        (first_func, 0u32, 2u32, 0u32, 0u32, 1u32, 1u32);
+    for (input, &shared) in inputs.iter().zip(shared) {
+        let trampolines = if shared {
+            Vec::new()
+        } else {
+            trampolines(input)
+        };
         let stubs = stub_count(input) as u32;
         let (passive, active) = split_data(input);
         let active = segments::coalesce(active);
         let stub_base = func + trampolines.len() as u32;
+        let start_func = stub_base + stubs + input.functions.len() as u32;
+        let checked_grow = shared && input.memory.maximum.is_some_and(|m| m < MAX_PAGES);
         let l = Layout {
-            memory: 1 + k as u32,
+            memory: if shared { 0 } else { memory },
+            shared,
+            grow_func: checked_grow.then_some(start_func + 1),
+            environ: shared && reads_environ(input),
             func_base: func,
             stub_base,
             defined_base: stub_base + stubs,
-            start_func: stub_base + stubs + input.functions.len() as u32,
+            start_func,
             trampolines,
             table_base: table,
             started_global: global,
@@ -263,7 +355,8 @@ fn lay_out<'a>(inputs: &[Input<'a>], first_func: u32) -> Vec<Layout<'a>> {
             eager_tables: consteval::eager_tables(input),
             reindex: Reindex::default(),
         };
-        func = l.start_func + 1;
+        func = l.start_func + 1 + l.grow_func.is_some() as u32;
+        memory += !shared as u32;
         table += input.tables.len() as u32;
         global += 1 + input.globals.len() as u32;
         tag += input.tags.len() as u32;
@@ -279,10 +372,13 @@ fn lay_out<'a>(inputs: &[Input<'a>], first_func: u32) -> Vec<Layout<'a>> {
 fn index_maps(
     input: &Input<'_>,
     l: &mut Layout<'_>,
+    imports: &WasiImports,
+    environ: Option<EnvironCache>,
     types: &mut TypeInterner,
 ) -> Result<(), MergeError> {
     let mut r = Reindex {
         memory: l.memory,
+        grow_func: l.grow_func,
         table_base: l.table_base,
         global_base: l.global_base,
         tag_base: l.tag_base,
@@ -308,19 +404,30 @@ fn index_maps(
             *t = at + j as u32;
         }
     }
-    r.funcs = function_map(input, l);
+    r.funcs = function_map(input, l, imports, environ);
     r.data = data_map(input, l);
     l.reindex = r;
     Ok(())
 }
 
-/// Input function index → output function index: imports go to their trampoline or stub.
-fn function_map(input: &Input<'_>, l: &Layout<'_>) -> Vec<u32> {
+/// Input function index → output function index: imports go to their trampoline (to the
+/// import itself when the program shares memory 0) or stub.
+fn function_map(
+    input: &Input<'_>,
+    l: &Layout<'_>,
+    imports: &WasiImports,
+    environ: Option<EnvironCache>,
+) -> Vec<u32> {
     let mut next_stub = l.stub_base;
     input
         .imports
         .iter()
         .map(|i| match i {
+            FuncImport::Wasi(func) if l.shared => match (func.role, environ) {
+                (wasi::Role::EnvironSizesGet, Some(c)) => c.sizes_get(),
+                (wasi::Role::EnvironGet, Some(c)) => c.get(),
+                _ => imports.index(func.name),
+            },
             FuncImport::Wasi(func) => {
                 l.func_base
                     + l.trampolines

@@ -16,6 +16,9 @@ pub struct Reindex {
     pub funcs: Vec<u32>,
     /// Output index of the input's memory 0.
     pub memory: u32,
+    /// The function that stands for `memory.grow` (a program sharing memory 0 whose declared
+    /// maximum is below memory 0's: it enforces the program's maximum).
+    pub grow_func: Option<u32>,
     pub table_base: u32,
     pub global_base: u32,
     pub tag_base: u32,
@@ -58,6 +61,18 @@ impl Reencode for Reindex {
     }
     fn data_index(&mut self, data: u32) -> Result<u32, Error<Self::Error>> {
         Ok(self.data[data as usize])
+    }
+
+    fn instruction<'a>(
+        &mut self,
+        op: wasmparser::Operator<'a>,
+    ) -> Result<wasm_encoder::Instruction<'a>, Error<Self::Error>> {
+        match (op, self.grow_func) {
+            (wasmparser::Operator::MemoryGrow { .. }, Some(f)) => {
+                Ok(wasm_encoder::Instruction::Call(f))
+            }
+            (op, _) => wasm_encoder::reencode::utils::instruction(self, op),
+        }
     }
 
     fn table_type(&mut self, ty: wasmparser::TableType) -> Result<TableType, Error<Self::Error>> {

@@ -3,7 +3,7 @@
 //! instead of handing out bridge addresses that alias that data; and empty iovecs are skipped
 //! like wasmtime-wasi skips them (the `emptyiov` fixture, also in the differential tests).
 
-use merger::{merge, MergeOptions, Program};
+use merger::{merge_with, DebugOptions, MergeOptions, Program};
 use runtime_check::{Invocation, Runner, Status};
 
 /// A program whose `fd_read` (of a closed fd, 99) passes one iovec of `size` bytes, then exits
@@ -32,15 +32,19 @@ fn merged(size: u32) -> Vec<u8> {
         aliases: vec!["reader".into()],
         validated: None,
     }];
-    merge(
-        &programs,
-        &MergeOptions {
-            jobs: 1,
-            stub_foreign_imports: false,
-        },
-    )
-    .unwrap()
-    .wasm
+    // Bridged: as a program of its own, `reader` would use the exported memory directly.
+    merge_bridged(&programs, true)
+}
+
+/// Merges `programs`, every one of them through the bridge when `bridge_all`.
+fn merge_bridged(programs: &[Program<'_>], bridge_all: bool) -> Vec<u8> {
+    let debug = DebugOptions {
+        bridge_all,
+        ..Default::default()
+    };
+    merge_with(programs, &MergeOptions::default(), &debug)
+        .unwrap()
+        .wasm
 }
 
 /// The bridge cursor's initial value (global 0): the first scratch address.
@@ -116,22 +120,16 @@ fn empty_iovecs_with_out_of_range_pointers_behave_as_standalone() {
         aliases: vec!["emptyiov".into()],
         validated: None,
     }];
-    let merged = merge(
-        &programs,
-        &MergeOptions {
-            jobs: 1,
-            stub_foreign_imports: false,
-        },
-    )
-    .unwrap()
-    .wasm;
-    let merged = runner
-        .run_captured(&runner.compile(&merged).unwrap(), "emptyiov_start", &inv)
-        .unwrap();
     let expected = "message through an empty iovec\nfirst: errno=0 n=31\n\
                     all-empty: errno=0 n=0\nread: errno=0 n=4 data=abc\n\n";
     assert_eq!(standalone.status, Status::Exit(0));
     assert_eq!(String::from_utf8_lossy(&standalone.stdout), expected);
-    assert_eq!(merged.status, standalone.status, "{merged:?}");
-    assert_eq!(merged.stdout, standalone.stdout);
+    for bridge_all in [true, false] {
+        let merged = merge_bridged(&programs, bridge_all);
+        let merged = runner
+            .run_captured(&runner.compile(&merged).unwrap(), "emptyiov_start", &inv)
+            .unwrap();
+        assert_eq!(merged.status, standalone.status, "{bridge_all} {merged:?}");
+        assert_eq!(merged.stdout, standalone.stdout, "{bridge_all}");
+    }
 }

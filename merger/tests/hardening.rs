@@ -536,14 +536,24 @@ fn overlong_leb128_indices_are_accepted_and_reencoded_remapped() {
         wasm.windows(5).any(|w| w == [0x80, 0x80, 0x80, 0x80, 0x00]),
         "really overlong"
     );
-    // Merged after a program with three tables, a tag and globals: every index of `lebs` moves.
+    // Merged after a program with three tables, a tag and globals: every index of `lebs` moves
+    // (its memory too: every program is bridged here, none uses the exported memory).
     let features = hardening_fixture("features.wat");
     let exceptions = hardening_fixture("exceptions.wat");
-    let merged = merge_exporting(&[
-        program("features", &features),
-        program("exceptions", &exceptions),
-        program("lebs", &wasm),
-    ]);
+    let merged = merge_with(
+        &[
+            program("features", &features),
+            program("exceptions", &exceptions),
+            program("lebs", &wasm),
+        ],
+        &MergeOptions::default(),
+        &DebugOptions {
+            export_functions: true,
+            bridge_all: true,
+        },
+    )
+    .unwrap();
+    merger::check_isolation(&merged.wasm).unwrap();
     let entry = &merged.map.entries[2];
     assert_eq!(entry.tables.start, 4);
     assert_eq!(entry.tags.start, 4);
@@ -846,6 +856,7 @@ fn a_module_over_50_mib_with_16_mib_segments_merges_with_one_copy_of_its_data() 
         },
         &DebugOptions {
             export_functions: true,
+            ..Default::default()
         },
     )
     .unwrap();

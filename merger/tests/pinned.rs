@@ -21,6 +21,7 @@ fn line(out: &mut String, case: &str, programs: &[Program<'_>], stub: bool, expo
     };
     let debug = DebugOptions {
         export_functions: export,
+        ..Default::default()
     };
     match merge_with(programs, &options, &debug) {
         Ok(m) => {

@@ -3,7 +3,9 @@
 
 mod support;
 
-use merger::{check_isolation, merge, MergeError, MergeOptions, Merged, Program};
+use merger::{
+    check_isolation, merge, merge_with, DebugOptions, MergeError, MergeOptions, Merged, Program,
+};
 use runtime_check::cases::fixture_programs;
 use runtime_check::{Invocation, Runner, Status};
 use support::{fixture_entries, program, sha256_hex};
@@ -22,26 +24,61 @@ fn merge_fixtures(jobs: usize) -> Merged {
 
 #[test]
 fn output_validates_and_every_program_is_isolated() {
-    let merged = merge_fixtures(2);
-    wasmparser::Validator::new()
-        .validate_all(&merged.wasm)
-        .unwrap();
-    let report = check_isolation(&merged.wasm).unwrap_or_else(|p| panic!("{}", p.join("\n")));
-    assert_eq!(report.entries.len(), fixture_programs().len());
-    let mut memories = std::collections::BTreeSet::new();
-    for (name, res) in &report.entries {
-        let own: Vec<_> = res.memories.iter().filter(|&&m| m != 0).collect();
-        assert_eq!(
-            own.len(),
-            1,
-            "{name} touches exactly one program memory: {res:?}"
-        );
-        assert!(memories.insert(*own[0]), "{name}'s memory is not shared");
-        assert!(
-            res.memories.contains(&0),
-            "{name} reaches WASI through the bridge"
-        );
+    let f = fixture_programs();
+    for merged in [merge_fixtures(2), merge_bridged(&fixture_entries(&f))] {
+        wasmparser::Validator::new()
+            .validate_all(&merged.wasm)
+            .unwrap();
+        let report = check_isolation(&merged.wasm).unwrap_or_else(|p| panic!("{}", p.join("\n")));
+        assert_eq!(report.entries.len(), f.len());
+        let mut memories = std::collections::BTreeSet::new();
+        for e in &merged.map.entries {
+            let res = &report.entries[&e.name];
+            let own: Vec<_> = res.memories.iter().filter(|&&m| m != 0).collect();
+            if e.memory == 0 {
+                // the program's memory is the exported one: it calls WASI directly
+                assert!(e.trampolines.is_empty(), "{}: {e:?}", e.name);
+                assert!(
+                    own.is_empty(),
+                    "{} touches no other memory: {res:?}",
+                    e.name
+                );
+            } else {
+                assert_eq!(
+                    own,
+                    [&e.memory],
+                    "{} touches its own memory: {res:?}",
+                    e.name
+                );
+                assert!(
+                    memories.insert(e.memory),
+                    "{}'s memory is not shared",
+                    e.name
+                );
+                assert!(
+                    res.memories.contains(&0),
+                    "{} reaches WASI through the bridge",
+                    e.name
+                );
+            }
+        }
     }
+    // As built, every fixture starts at least as large as the exported memory: none is bridged.
+    let merged = merge_fixtures(2);
+    assert!(
+        merged.map.entries.iter().all(|e| e.memory == 0),
+        "{:?}",
+        merged.map.entries
+    );
+}
+
+/// Merges with every program bridged (its own memory), as before programs could share.
+fn merge_bridged(programs: &[Program<'_>]) -> Merged {
+    let debug = DebugOptions {
+        bridge_all: true,
+        ..Default::default()
+    };
+    merge_with(programs, &MergeOptions::default(), &debug).unwrap()
 }
 
 #[test]
@@ -58,7 +95,7 @@ fn isolation_check_catches_a_program_touching_another_memory() {
     )
     .unwrap();
     let ps = vec![program("a", &a), program("b", &b)];
-    let merged = merge(&ps, &MergeOptions::default()).unwrap();
+    let merged = merge_bridged(&ps);
     check_isolation(&merged.wasm).unwrap();
     // `i32.store` with memory index: the encoder writes memarg flags 0x42 (align 2 | 0x40)
     // followed by the memory index byte. Find a's store (memory 1) and point it at memory 2.
@@ -84,45 +121,76 @@ fn instantiation_runs_no_program() {
     let runner = Runner::new().unwrap();
     let module = runner.compile(&merged.wasm).unwrap();
     let pages = runner.memory_pages(&module).unwrap();
-    let programs: Vec<_> = pages
-        .iter()
-        .filter(|(n, _)| n.ends_with(".memory"))
-        .collect();
-    assert_eq!(programs.len(), fixture_programs().len());
-    for (name, size) in programs {
-        assert_eq!(
-            *size, 0,
-            "{name} must stay empty until its start export runs"
-        );
-    }
     let bridge = pages.iter().find(|(n, _)| n == "memory").unwrap();
     assert!(bridge.1 <= 2, "bridge memory starts small: {bridge:?}");
+    for e in &merged.map.entries {
+        let export = format!("{}.memory", e.name);
+        let size = pages.iter().find(|(n, _)| *n == export).unwrap().1;
+        if e.memory == 0 {
+            assert_eq!(size, bridge.1, "{export} is the exported memory");
+        } else {
+            assert_eq!(
+                size, 0,
+                "{export} must stay empty until its start export runs"
+            );
+        }
+    }
 }
 
 #[test]
 fn starting_a_program_twice_in_one_instance_traps_with_a_message() {
-    let merged = merge_fixtures(2);
+    // Bridged programs (their own memories; section 3 of docs/format.md).
+    let f = fixture_programs();
+    let merged = merge_bridged(&fixture_entries(&f));
     let runner = Runner::new().unwrap();
     let module = runner.compile(&merged.wasm).unwrap();
     let inv = Invocation {
-        args: vec!["startsec".into()],
+        args: vec!["envargs".into()],
         ..Default::default()
     };
     let out = runner
-        .run_captured_seq(&module, &["startsec_start", "startsec_start"], &inv)
+        .run_captured_seq(&module, &["envargs_start", "envargs_start"], &inv)
         .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "start section ran: 42\n",
-        "the first run works and the second never reaches the program"
-    );
+    assert!(!out.stdout.is_empty(), "the first run works");
     assert!(
         matches!(out.status, Status::Trap { .. }),
         "{:?}",
         out.status
     );
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("`startsec` was already started"), "{err}");
+    assert!(err.contains("`envargs` was already started"), "{err}");
+}
+
+/// A program using the exported memory as its own may only be the instance's one program:
+/// started twice, after another program, or before another one, the second start traps (so
+/// two programs never see each other's memory; after a bridged program, with a message:
+/// `shared_memory.rs`).
+#[test]
+fn a_program_sharing_the_exported_memory_is_the_only_one_an_instance_runs() {
+    let merged = merge_fixtures(2);
+    let runner = Runner::new().unwrap();
+    let module = runner.compile(&merged.wasm).unwrap();
+    let inv = Invocation {
+        args: vec!["x".into()],
+        ..Default::default()
+    };
+    let startsec = "start section ran: 42\n";
+    for (seq, first_output) in [
+        (["startsec_start", "startsec_start"], startsec),
+        (["startsec_start", "hello_start"], startsec),
+        (["hello_start", "startsec_start"], "hello"),
+        (["envargs_start", "startsec_start"], ""),
+        (["startsec_start", "envargs_start"], startsec),
+    ] {
+        let out = runner.run_captured_seq(&module, &seq, &inv).unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.starts_with(first_output), "{seq:?}: {stdout}");
+        assert!(
+            matches!(out.status, Status::Trap { .. }),
+            "{seq:?}: {:?}",
+            out.status
+        );
+    }
 }
 
 /// The dispatcher exits with 127 ("not found"); the runner's host passes every status

@@ -130,6 +130,163 @@ pub fn trampoline(
     locals.finish(body)
 }
 
+/// How many functions the environment cache adds ([`stash_environ`],
+/// [`environ_sizes_cached`], [`environ_get_cached`]).
+pub const ENVIRON_HELPERS: u32 = 3;
+
+/// A 4-byte aligned access to memory `memory` at `offset`.
+fn word_of(memory: u32, offset: u64) -> MemArg {
+    MemArg {
+        offset,
+        align: 2,
+        memory_index: memory,
+    }
+}
+
+/// `()`: the environment cache of programs that use the exported memory 0 as their own (their
+/// environ functions cannot use bridge scratch: every byte of memory 0 is theirs). Called by
+/// their start function before activation, while memory 0 may still be used as scratch: fetches
+/// the environment into bridge scratch (from the current cursor, not reset, so that the
+/// activation erases it too) and copies every variable but `MEGABIN_ENTRY=…`, packed, to
+/// `cache` (a private memory): `{count: u32, bytes: u32}` then the strings, NUL-terminated.
+/// WASI preview1's environment does not change during a run, so the cache is exact. A host
+/// error reads as an empty environment.
+pub fn stash_environ(env: &BridgeEnv, cache: u32, sizes: u32, get: u32) -> Function {
+    let mut locals = LocalAlloc::new(0);
+    let mut body = Vec::new();
+    let s = &mut InstructionSink::new(&mut body);
+    let g = Gen {
+        env,
+        entry: env.memory,
+    };
+    let strings = crate::code::fetch_strings(
+        s,
+        &mut locals,
+        env,
+        (sizes, get),
+        crate::code::OnHostError::NoStrings,
+    );
+    let [j, k, off, str_, hidden, len, need] = locals.i32s();
+    // room for the header
+    s.memory_size(cache)
+        .i32_eqz()
+        .if_(BlockType::Empty)
+        .i32_const(1)
+        .memory_grow(cache)
+        .i32_const(-1)
+        .i32_eq()
+        .if_(BlockType::Empty)
+        .unreachable()
+        .end()
+        .end();
+    counted_loop(s, j, Bound::Local(strings.count), |s| {
+        g.load_string(s, strings.ptrs, j, str_);
+        g.is_hidden(s, &mut locals, str_, hidden);
+        s.local_get(hidden).i32_eqz().if_(BlockType::Empty);
+        g.strlen(s, str_, len);
+        // grow the cache to 8 + off + len bytes
+        s.local_get(off)
+            .i32_const(8)
+            .i32_add()
+            .local_get(len)
+            .i32_add()
+            .local_tee(need)
+            .memory_size(cache)
+            .i32_const(16)
+            .i32_shl()
+            .i32_gt_u()
+            .if_(BlockType::Empty)
+            .local_get(need)
+            .memory_size(cache)
+            .i32_const(16)
+            .i32_shl()
+            .i32_sub()
+            .i32_const(0xffff)
+            .i32_add()
+            .i32_const(16)
+            .i32_shr_u()
+            .memory_grow(cache)
+            .i32_const(-1)
+            .i32_eq()
+            .if_(BlockType::Empty)
+            .unreachable()
+            .end()
+            .end();
+        s.local_get(off)
+            .i32_const(8)
+            .i32_add()
+            .local_get(str_)
+            .local_get(len)
+            .memory_copy(cache, env.memory);
+        increment(s, k);
+        s.local_get(off).local_get(len).i32_add().local_set(off);
+        s.end();
+    });
+    s.i32_const(0)
+        .local_get(k)
+        .i32_store(word_of(cache, 0))
+        .i32_const(0)
+        .local_get(off)
+        .i32_store(word_of(cache, 4))
+        .end();
+    locals.finish(body)
+}
+
+/// `environ_sizes_get(count_ptr, bytes_ptr) -> errno` of a program on memory 0, from the
+/// cache [`stash_environ`] filled.
+pub fn environ_sizes_cached(env: &BridgeEnv, cache: u32) -> Function {
+    let mut f = Function::new([]);
+    f.instructions()
+        .local_get(0)
+        .i32_const(0)
+        .i32_load(word_of(cache, 0))
+        .i32_store(env.word(0))
+        .local_get(1)
+        .i32_const(0)
+        .i32_load(word_of(cache, 4))
+        .i32_store(env.word(0))
+        .i32_const(0)
+        .end();
+    f
+}
+
+/// `environ_get(ptrs, buf) -> errno` of a program on memory 0, from the cache
+/// [`stash_environ`] filled: copies the strings to `buf` and points `ptrs[j]` at each.
+pub fn environ_get_cached(env: &BridgeEnv, cache: u32) -> Function {
+    let (ptrs, buf) = (0, 1);
+    let mut locals = LocalAlloc::new(2);
+    let [count, j, off] = locals.i32s();
+    let mut body = Vec::new();
+    let s = &mut InstructionSink::new(&mut body);
+    s.i32_const(0)
+        .i32_load(word_of(cache, 0))
+        .local_set(count)
+        .local_get(buf)
+        .i32_const(8)
+        .i32_const(0)
+        .i32_load(word_of(cache, 4))
+        .memory_copy(env.memory, cache);
+    counted_loop(s, j, Bound::Local(count), |s| {
+        elem_addr(s, ptrs, j, 4)
+            .local_get(buf)
+            .local_get(off)
+            .i32_add()
+            .i32_store(env.word(0));
+        // off += strlen + 1 (the NUL), reading the cache
+        s.block(BlockType::Empty).loop_(BlockType::Empty);
+        s.local_get(off).i32_load8_u(MemArg {
+            offset: 8,
+            align: 0,
+            memory_index: cache,
+        });
+        increment(s, off);
+        s.i32_eqz().br_if(1).br(0);
+        s.end().end();
+    });
+    s.i32_const(0).end();
+    locals.finish(body)
+}
+
 struct Gen<'a> {
     env: &'a BridgeEnv,
     entry: u32,

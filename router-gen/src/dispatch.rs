@@ -70,13 +70,20 @@ pub enum DispatchFunc {
     Dispatch,
     /// `_start`.
     Start,
+    /// `(min_pages)`: activates a program whose memory 0 is the exported memory (see
+    /// [`DispatchFunc::ActivateShared`]'s generator): refuses a second activation, erases
+    /// what the dispatcher left in the exported memory and grows it to `min_pages`.
+    ActivateShared,
+    /// `()`: activates a bridged program; refuses it after a program that used the exported
+    /// memory as its own.
+    ActivateBridged,
 }
 
 use ValType::I32;
 
 impl DispatchFunc {
     /// Every dispatcher function, in order.
-    pub const ALL: [DispatchFunc; 7] = [
+    pub const ALL: [DispatchFunc; 9] = [
         DispatchFunc::Message,
         DispatchFunc::Memcmp,
         DispatchFunc::Search,
@@ -84,6 +91,8 @@ impl DispatchFunc {
         DispatchFunc::RunEntry,
         DispatchFunc::Dispatch,
         DispatchFunc::Start,
+        DispatchFunc::ActivateShared,
+        DispatchFunc::ActivateBridged,
     ];
     /// How many functions the dispatcher has.
     pub const COUNT: u32 = Self::ALL.len() as u32;
@@ -103,6 +112,8 @@ impl DispatchFunc {
             DispatchFunc::RunEntry => "run_entry",
             DispatchFunc::Dispatch => "dispatch",
             DispatchFunc::Start => "start",
+            DispatchFunc::ActivateShared => "activate_shared",
+            DispatchFunc::ActivateBridged => "activate_bridged",
         }
     }
 
@@ -112,9 +123,9 @@ impl DispatchFunc {
             DispatchFunc::Message => (vec![I32, I32], vec![]),
             DispatchFunc::Memcmp | DispatchFunc::Search => (vec![I32; 4], vec![I32]),
             DispatchFunc::Unhex => (vec![I32, I32], vec![I32]),
-            DispatchFunc::RunEntry => (vec![I32], vec![]),
+            DispatchFunc::RunEntry | DispatchFunc::ActivateShared => (vec![I32], vec![]),
             DispatchFunc::Dispatch => (vec![I32], vec![I32]),
-            DispatchFunc::Start => (vec![], vec![]),
+            DispatchFunc::Start | DispatchFunc::ActivateBridged => (vec![], vec![]),
         }
     }
 
@@ -140,6 +151,10 @@ impl Router {
 
     /// Index of the message function among [`Router::functions`] (`(ptr, len) -> ()`).
     pub const MESSAGE: u32 = DispatchFunc::Message.offset();
+    /// Index of [`DispatchFunc::ActivateShared`] among [`Router::functions`].
+    pub const ACTIVATE_SHARED: u32 = DispatchFunc::ActivateShared.offset();
+    /// Index of [`DispatchFunc::ActivateBridged`] among [`Router::functions`].
+    pub const ACTIVATE_BRIDGED: u32 = DispatchFunc::ActivateBridged.offset();
 
     /// Lays out the routing tables for `entries` (entry `k` is started by the k-th start
     /// function given to [`Router::functions`]).
@@ -214,6 +229,8 @@ impl Gen<'_> {
             DispatchFunc::RunEntry => run_entry(s, starts),
             DispatchFunc::Dispatch => self.dispatch(s, l),
             DispatchFunc::Start => self.start(s, l),
+            DispatchFunc::ActivateShared => self.activate_shared(s),
+            DispatchFunc::ActivateBridged => self.activate_bridged(s),
         }
         GenFunc {
             name: names::internal(func.name()),
@@ -365,11 +382,16 @@ impl Gen<'_> {
         s.i32_const(1).end();
     }
 
-    /// `megabin_dispatch(ptr) -> i32`.
+    /// `megabin_dispatch(ptr) -> i32`. The host's digest is erased once found: the program
+    /// may use the exported memory as its own.
     fn dispatch(&self, s: &mut InstructionSink, l: &mut LocalAlloc) {
         let id = l.add(I32);
         self.search_digest(s, 0, id);
         s.i32_const(1).return_().end();
+        s.local_get(0)
+            .i32_const(0)
+            .i32_const(32)
+            .memory_fill(self.env.memory);
         s.local_get(id)
             .call(self.f(DispatchFunc::RunEntry))
             .i32_const(0)
@@ -529,6 +551,61 @@ impl Gen<'_> {
     }
 }
 
+impl Gen<'_> {
+    /// `(min_pages)`: activation of a program whose memory 0 is the exported memory. Refuses
+    /// (traps) when any program was activated before in this instance (after a bridged one
+    /// with a message; after a program that used the exported memory there is no message left
+    /// to print, it was that program's memory), and when the dispatcher's scratch grew the
+    /// memory past `min_pages`. Then erases everything the module and the host wrote there
+    /// (the static data, the scratch, below the cursor; the host's digest is erased by
+    /// `megabin_dispatch`) and grows it to `min_pages`: the program sees the memory it would
+    /// see standalone.
+    fn activate_shared(&self, s: &mut InstructionSink) {
+        let (mem, act) = (self.env.memory, self.env.activated_global);
+        s.global_get(act).if_(BlockType::Empty);
+        s.global_get(act)
+            .i32_const(1)
+            .i32_eq()
+            .if_(BlockType::Empty);
+        self.say(s, self.layout.msgs.another_started);
+        s.end().unreachable().end();
+        s.i32_const(2).global_set(act);
+        s.memory_size(mem)
+            .local_get(0)
+            .i32_gt_u()
+            .if_(BlockType::Empty);
+        self.say(s, self.layout.msgs.too_small);
+        s.unreachable().end();
+        s.i32_const(0)
+            .i32_const(0)
+            .global_get(self.env.cursor_global)
+            .memory_fill(mem);
+        s.local_get(0)
+            .memory_size(mem)
+            .i32_sub()
+            .memory_grow(mem)
+            .i32_const(-1)
+            .i32_eq()
+            .if_(BlockType::Empty)
+            .unreachable()
+            .end();
+        s.end();
+    }
+
+    /// `()`: activation of a bridged program: refused (trap) after a program that used the
+    /// exported memory as its own (the bridge's static data is gone).
+    fn activate_bridged(&self, s: &mut InstructionSink) {
+        let act = self.env.activated_global;
+        s.global_get(act)
+            .i32_const(2)
+            .i32_eq()
+            .if_(BlockType::Empty)
+            .unreachable()
+            .end();
+        s.i32_const(1).global_set(act).end();
+    }
+}
+
 /// `(entry)`: calls the start function of entry `entry` through a `br_table` (O(1)).
 fn run_entry(s: &mut InstructionSink, starts: &[u32]) {
     let n = starts.len() as u32;
@@ -551,7 +628,7 @@ mod tests {
         for (k, f) in DispatchFunc::ALL.iter().enumerate() {
             assert_eq!(f.offset(), k as u32, "{f:?}");
         }
-        assert_eq!(Router::FUNCS, 7);
+        assert_eq!(Router::FUNCS, 9);
         assert_eq!(Router::MESSAGE, 0);
     }
 }

@@ -29,6 +29,9 @@ pub struct BridgeEnv {
     pub alloc_func: u32,
     /// A mutable `i32` global holding the scratch cursor.
     pub cursor_global: u32,
+    /// A mutable `i32` global: which kind of program this instance activated (0 none, 1 a
+    /// bridged program, 2 a program whose memory is the exported memory).
+    pub activated_global: u32,
     /// First bridge address usable as scratch (everything below is static data).
     pub scratch_base: u32,
 }
@@ -111,6 +114,10 @@ pub(crate) struct Messages {
     pub unknown_name: Span,
     /// `\n`.
     pub newline: Span,
+    /// A program that would use the exported memory as its own, after another program ran.
+    pub another_started: Span,
+    /// The dispatcher's scratch grew the exported memory past a program's initial size.
+    pub too_small: Span,
     /// Per entry: "already started in this instance".
     pub started: Vec<Span>,
 }
@@ -221,6 +228,12 @@ impl Messages {
             )),
             unknown_name: msg("megabin: no program of this megabinary is called "),
             newline: msg("\n"),
+            another_started: msg("megabin: another program already ran in this instance; \
+                 create a fresh instance per run\n"),
+            too_small: msg(
+                "megabin: the arguments and environment took more memory than the program's \
+                 initial memory\n",
+            ),
             started: entries
                 .iter()
                 .map(|e| {

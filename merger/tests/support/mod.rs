@@ -70,6 +70,7 @@ pub fn merge_exporting(programs: &[Program<'_>]) -> Merged {
         &MergeOptions::default(),
         &DebugOptions {
             export_functions: true,
+            ..Default::default()
         },
     )
     .unwrap_or_else(|e| panic!("merge: {e}"));
