@@ -168,17 +168,8 @@ pub fn stash_environ(env: &BridgeEnv, cache: u32, sizes: u32, get: u32) -> Funct
     );
     let [j, k, off, str_, hidden, len, need] = locals.i32s();
     // room for the header
-    s.memory_size(cache)
-        .i32_eqz()
-        .if_(BlockType::Empty)
-        .i32_const(1)
-        .memory_grow(cache)
-        .i32_const(-1)
-        .i32_eq()
-        .if_(BlockType::Empty)
-        .unreachable()
-        .end()
-        .end();
+    s.i32_const(8).local_set(need);
+    grow_to_or_trap(s, cache, need);
     counted_loop(s, j, Bound::Local(strings.count), |s| {
         g.load_string(s, strings.ptrs, j, str_);
         g.is_hidden(s, &mut locals, str_, hidden);
@@ -190,28 +181,8 @@ pub fn stash_environ(env: &BridgeEnv, cache: u32, sizes: u32, get: u32) -> Funct
             .i32_add()
             .local_get(len)
             .i32_add()
-            .local_tee(need)
-            .memory_size(cache)
-            .i32_const(16)
-            .i32_shl()
-            .i32_gt_u()
-            .if_(BlockType::Empty)
-            .local_get(need)
-            .memory_size(cache)
-            .i32_const(16)
-            .i32_shl()
-            .i32_sub()
-            .i32_const(0xffff)
-            .i32_add()
-            .i32_const(16)
-            .i32_shr_u()
-            .memory_grow(cache)
-            .i32_const(-1)
-            .i32_eq()
-            .if_(BlockType::Empty)
-            .unreachable()
-            .end()
-            .end();
+            .local_set(need);
+        grow_to_or_trap(s, cache, need);
         s.local_get(off)
             .i32_const(8)
             .i32_add()
@@ -230,6 +201,30 @@ pub fn stash_environ(env: &BridgeEnv, cache: u32, sizes: u32, get: u32) -> Funct
         .i32_store(word_of(cache, 4))
         .end();
     locals.finish(body)
+}
+
+/// Grows `memory` until it holds the number of bytes in local `need` (an `i32`), trapping when
+/// it cannot grow.
+fn grow_to_or_trap(s: &mut InstructionSink, memory: u32, need: u32) {
+    let size_in_bytes = |s: &mut InstructionSink| {
+        s.memory_size(memory).i32_const(16).i32_shl();
+    };
+    s.local_get(need);
+    size_in_bytes(s);
+    s.i32_gt_u().if_(BlockType::Empty).local_get(need);
+    size_in_bytes(s);
+    s.i32_sub()
+        .i32_const(0xffff)
+        .i32_add()
+        .i32_const(16)
+        .i32_shr_u()
+        .memory_grow(memory)
+        .i32_const(-1)
+        .i32_eq()
+        .if_(BlockType::Empty)
+        .unreachable()
+        .end()
+        .end();
 }
 
 /// `environ_sizes_get(count_ptr, bytes_ptr) -> errno` of a program on memory 0, from the

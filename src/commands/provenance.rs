@@ -109,58 +109,59 @@ fn compare_megabinaries(manifest: &Manifest, rebuilt: &Manifest, rootfs: &Path) 
 
 /// Paths: programs the build lacks (stale build), has in excess, or maps differently.
 fn compare_paths(manifest: &Manifest, rebuilt: &Manifest) -> Vec<String> {
-    let mut problems = Vec::new();
-    let paths = union_keys(&manifest.binaries, &rebuilt.binaries);
-    for path in paths {
-        match (manifest.binaries.get(path), rebuilt.binaries.get(path)) {
-            (None, Some(b)) => problems.push(format!(
-                "{path}: WASI program in the rootfs ({}) that the build lacks (stale build?)",
-                b.hash
-            )),
-            (Some(_), None) => problems.push(format!(
-                "{path}: in the build, but not a merged WASI program of the rootfs{}",
-                rebuilt
-                    .skipped
-                    .get(path)
-                    .map(|why| format!(" ({why})"))
-                    .unwrap_or_default()
-            )),
-            (Some(have), Some(want)) if have != want => problems.push(format!(
-                "{path}: the build has {} as {} in {}, rebuilding gives {} as {} in {}",
-                have.hash,
-                have.entry_point,
-                have.megabinary,
-                want.hash,
-                want.entry_point,
-                want.megabinary
-            )),
-            _ => {}
-        }
-    }
-    problems
+    let show = |b: &crate::manifest::Binary| {
+        format!("{} as {} in {}", b.hash, b.entry_point, b.megabinary)
+    };
+    compare_entries(
+        ("WASI program", "merged WASI program"),
+        (&manifest.binaries, &rebuilt.binaries),
+        &rebuilt.skipped,
+        show,
+    )
 }
 
 /// Scripts: the ones the build lacks, has in excess, or records differently.
 fn compare_scripts(manifest: &Manifest, rebuilt: &Manifest) -> Vec<String> {
+    let show = |s: &crate::manifest::Script| {
+        format!("script {} run by {} as {:?}", s.hash, s.interpreter, s.argv)
+    };
+    compare_entries(
+        ("script", "runnable script"),
+        (&manifest.scripts, &rebuilt.scripts),
+        &rebuilt.skipped,
+        show,
+    )
+}
+
+/// The entries of a path map of the build (`have`) against the rebuild's (`want`): each one
+/// the build lacks, has in excess (with the rebuild's skip reason) or records differently.
+/// `what` names an entry, as found and as kept (`("script", "runnable script")`).
+fn compare_entries<V: PartialEq>(
+    what: (&str, &str),
+    (have, want): (&BTreeMap<String, V>, &BTreeMap<String, V>),
+    skipped: &BTreeMap<String, String>,
+    show: impl Fn(&V) -> String,
+) -> Vec<String> {
     let mut problems = Vec::new();
-    for path in union_keys(&manifest.scripts, &rebuilt.scripts) {
-        match (manifest.scripts.get(path), rebuilt.scripts.get(path)) {
-            (None, Some(s)) => problems.push(format!(
-                "{path}: script in the rootfs ({}, run by {}) that the build lacks (stale build?)",
-                s.hash, s.interpreter
+    for path in union_keys(have, want) {
+        match (have.get(path), want.get(path)) {
+            (None, Some(w)) => problems.push(format!(
+                "{path}: {} in the rootfs ({}) that the build lacks (stale build?)",
+                what.0,
+                show(w)
             )),
             (Some(_), None) => problems.push(format!(
-                "{path}: a script of the build, but not a runnable script of the rootfs{}",
-                rebuilt
-                    .skipped
+                "{path}: in the build, but not a {} of the rootfs{}",
+                what.1,
+                skipped
                     .get(path)
                     .map(|why| format!(" ({why})"))
                     .unwrap_or_default()
             )),
-            (Some(have), Some(want)) if have != want => problems.push(format!(
-                "{path}: the build has script {} run by {} as {:?}, rebuilding gives {} run by \
-                 {} as {:?}",
-                have.hash, have.interpreter, have.argv, want.hash, want.interpreter, want.argv
+            (Some(h), Some(w)) if h != w => problems.push(format!(
+                "{path}: the build has {}, rebuilding gives {}",
+                show(h),
+                show(w)
             )),
             _ => {}
         }
