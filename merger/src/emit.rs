@@ -111,13 +111,25 @@ fn start_function(plan: &Plan<'_>, k: usize, r: &mut Reindex) -> Result<Function
             let cache = plan
                 .environ
                 .expect("a cache for programs that read environ");
-            InstructionSink::new(&mut body).call(cache.stash);
+            // After a program on the exported memory, the stash must not even read: its
+            // scratch is that program's memory (activation would refuse the start anyway).
+            InstructionSink::new(&mut body)
+                .global_get(plan.env.activated_global)
+                .i32_const(2)
+                .i32_eq()
+                .if_(BlockType::Empty)
+                .unreachable()
+                .end()
+                .call(cache.stash);
         }
         InstructionSink::new(&mut body)
             .i32_const(min as i32)
             .call(helper(Router::ACTIVATE_SHARED));
     } else {
+        // Activation first: after a program on the exported memory it traps before the
+        // "already started" message is read from what is now that program's memory.
         InstructionSink::new(&mut body)
+            .call(helper(Router::ACTIVATE_BRIDGED))
             .global_get(l.started_global)
             .if_(BlockType::Empty)
             .i32_const(msg_ptr as i32)
@@ -126,8 +138,7 @@ fn start_function(plan: &Plan<'_>, k: usize, r: &mut Reindex) -> Result<Function
             .unreachable()
             .end()
             .i32_const(1)
-            .global_set(l.started_global)
-            .call(helper(Router::ACTIVATE_BRIDGED));
+            .global_set(l.started_global);
     }
     if min > 0 && !l.shared {
         InstructionSink::new(&mut body)

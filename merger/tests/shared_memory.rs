@@ -275,3 +275,51 @@ fn a_program_on_the_exported_memory_reads_its_environment_without_megabin_entry(
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("another program already ran"), "{err}");
 }
+
+/// After a program on the exported memory ran, the dispatcher's static data is that program's
+/// memory: every further start in the same instance (`_start`, a bridged or a memory-0
+/// `<name>_start`) traps at once, printing nothing and reading nothing of it.
+#[test]
+fn nothing_starts_after_a_program_on_the_exported_memory() {
+    // A memory-0 program that returns (so the instance can be called again), leaving
+    // non-zero bytes everywhere the dispatcher's tables and messages were.
+    let scribble = wat::parse_str(
+        r#"(module
+          (memory 2)
+          (func (export "_start")
+            (memory.fill (i32.const 0) (i32.const 0x41) (i32.const 131072))))"#,
+    )
+    .unwrap();
+    let envdump = wat::parse_str(ENVDUMP).unwrap();
+    let noop = wat::parse_str(NOOP).unwrap();
+    let p = |name: &str, wasm| Program {
+        name: name.into(),
+        wasm,
+        aliases: vec![name.into()],
+        validated: None,
+    };
+    let merged = merge(
+        &[
+            p("envdump", &envdump),
+            p("noop", &noop),
+            p("scribble", &scribble),
+        ],
+        &MergeOptions::default(),
+    )
+    .unwrap();
+    let runner = Runner::new().unwrap();
+    let mega = runner.compile(&merged.wasm).unwrap();
+    for next in ["_start", "noop_start", "envdump_start", "scribble_start"] {
+        let out = runner
+            .run_captured_seq(&mega, &["scribble_start", next], &inv(&["noop"], &[]))
+            .unwrap();
+        assert!(
+            matches!(&out.status, Status::Trap { code, .. } if code.contains("unreachable")),
+            "{next}: {out:?}"
+        );
+        assert!(
+            out.stdout.is_empty() && out.stderr.is_empty(),
+            "{next}: {out:?}"
+        );
+    }
+}

@@ -385,6 +385,7 @@ impl Gen<'_> {
     /// `megabin_dispatch(ptr) -> i32`. The host's digest is erased once found: the program
     /// may use the exported memory as its own.
     fn dispatch(&self, s: &mut InstructionSink, l: &mut LocalAlloc) {
+        self.refuse_after_shared(s);
         let id = l.add(I32);
         self.search_digest(s, 0, id);
         s.i32_const(1).return_().end();
@@ -440,6 +441,7 @@ impl Gen<'_> {
 
     /// `_start`: select by `MEGABIN_ENTRY`, else by `argv[0]`'s basename.
     fn start(&self, s: &mut InstructionSink, l: &mut LocalAlloc) {
+        self.refuse_after_shared(s);
         s.i32_const(self.env.scratch_base as i32)
             .global_set(self.env.cursor_global);
         let environ = (self.imp.environ_sizes_get, self.imp.environ_get);
@@ -595,14 +597,20 @@ impl Gen<'_> {
     /// `()`: activation of a bridged program: refused (trap) after a program that used the
     /// exported memory as its own (the bridge's static data is gone).
     fn activate_bridged(&self, s: &mut InstructionSink) {
-        let act = self.env.activated_global;
-        s.global_get(act)
+        self.refuse_after_shared(s);
+        s.i32_const(1).global_set(self.env.activated_global).end();
+    }
+
+    /// Traps when a program that used the exported memory as its own was activated in this
+    /// instance: the dispatcher's static data (digests, names, messages) is that program's
+    /// memory now, so nothing may read it; there is no message to print either.
+    fn refuse_after_shared(&self, s: &mut InstructionSink) {
+        s.global_get(self.env.activated_global)
             .i32_const(2)
             .i32_eq()
             .if_(BlockType::Empty)
             .unreachable()
             .end();
-        s.i32_const(1).global_set(act).end();
     }
 }
 
