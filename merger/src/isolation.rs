@@ -90,7 +90,10 @@ pub fn check_isolation(wasm: &[u8]) -> Result<IsolationReport, Vec<String>> {
         entries: BTreeMap::new(),
         shared: shared.clone(),
     };
-    for (name, &(_, mem)) in &entries {
+    for (name, &(start, mem)) in &entries {
+        if mem == 0 {
+            module.check_guarded(name, start, &mut problems);
+        }
         let functions = &reach[name.as_str()];
         let owned = Owned {
             name,
@@ -242,6 +245,27 @@ impl Scan {
             }
         }
         entries
+    }
+
+    /// An entry on the exported memory (memory 0) shares it with every other such entry and
+    /// the dispatcher; that is isolated only because its start calls the dispatcher's
+    /// `activate_shared` (the function at its fixed index, `docs/format.md` section 2a, named
+    /// so when the module has names), which refuses a second activation and clears the
+    /// memory. An entry whose start does not call it is reported.
+    fn check_guarded(&self, name: &str, start: u32, problems: &mut Vec<String>) {
+        let guard = self.imported + 1 + router_gen::dispatch::Router::ACTIVATE_SHARED;
+        let named = self
+            .names
+            .get(&guard)
+            .is_none_or(|n| n == "megabin::activate_shared");
+        let calls = self.body(start).is_some_and(|r| r.funcs.contains(&guard));
+        if !(named && calls) {
+            problems.push(format!(
+                "{name}: uses the exported memory (memory 0) but its start does not call \
+                 megabin::activate_shared (function {guard}): nothing refuses a second program \
+                 or clears the memory"
+            ));
+        }
     }
 
     /// Functions reachable from `start`: calls, `ref.func`, the element segments the code

@@ -323,3 +323,35 @@ fn nothing_starts_after_a_program_on_the_exported_memory() {
         );
     }
 }
+
+/// `check_isolation` (what `megabin verify` runs) accepts entries on the exported memory only
+/// when their start calls the dispatcher's `activate_shared`: an entry that skips it could run
+/// after another program in the same memory.
+#[test]
+fn isolation_requires_the_guard_of_entries_on_the_exported_memory() {
+    let guard = 1 + router_gen::dispatch::Router::ACTIVATE_SHARED;
+    let funcs: String = (0..=guard + 1).map(|_| "(func)").collect();
+    let wat = format!(
+        r#"(module
+          (memory (export "memory") 1)
+          {funcs}
+          (func (export "a_start") (call {guard}))
+          (func (export "b_start") (call 0))
+          (export "a.memory" (memory 0))
+          (export "b.memory" (memory 0)))"#
+    );
+    let wasm = wat::parse_str(&wat).unwrap();
+    let problems = merger::check_isolation(&wasm).unwrap_err();
+    let unguarded = |e: &str| {
+        problems
+            .iter()
+            .any(|p| p.starts_with(&format!("{e}: uses the exported memory")))
+    };
+    assert!(unguarded("b"), "{problems:?}");
+    assert!(!unguarded("a"), "{problems:?}");
+    // Every megabinary the merger makes passes.
+    let memcheck = wat::parse_str(MEMCHECK).unwrap();
+    let envcount = wat::parse_str(ENVCOUNT).unwrap();
+    let merged = merge(&programs(&memcheck, &envcount), &MergeOptions::default()).unwrap();
+    merger::check_isolation(&merged.wasm).unwrap();
+}
