@@ -83,14 +83,18 @@ const ENVDUMP: &str = r#"(module
     (i32.store (i32.const 12) (i32.load (i32.const 4)))
     (drop (call $write (i32.const 1) (i32.const 8) (i32.const 1) (i32.const 16)))))"#;
 
-fn programs<'a>(memcheck: &'a [u8], envcount: &'a [u8]) -> Vec<Program<'a>> {
-    let p = |name: &str, wasm| Program {
+/// A program named `name` (its one argv[0] alias too).
+fn program<'a>(name: &str, wasm: &'a [u8]) -> Program<'a> {
+    Program {
         name: name.into(),
         wasm,
         aliases: vec![name.into()],
         validated: None,
-    };
-    vec![p("envcount", envcount), p("memcheck", memcheck)]
+    }
+}
+
+fn programs<'a>(memcheck: &'a [u8], envcount: &'a [u8]) -> Vec<Program<'a>> {
+    vec![program("envcount", envcount), program("memcheck", memcheck)]
 }
 
 fn inv(args: &[&str], env: &[(&str, String)]) -> Invocation {
@@ -213,16 +217,10 @@ fn a_program_on_the_exported_memory_reads_its_environment_without_megabin_entry(
     let envdump = wat::parse_str(ENVDUMP).unwrap();
     let envcount = wat::parse_str(ENVCOUNT).unwrap();
     let noop = wat::parse_str(NOOP).unwrap();
-    let p = |name: &str, wasm| Program {
-        name: name.into(),
-        wasm,
-        aliases: vec![name.into()],
-        validated: None,
-    };
     let ps = vec![
-        p("envcount", &envcount[..]),
-        p("envdump", &envdump[..]),
-        p("noop", &noop[..]),
+        program("envcount", &envcount),
+        program("envdump", &envdump),
+        program("noop", &noop),
     ];
     let merged = merge(&ps, &MergeOptions::default()).unwrap();
     merger::check_isolation(&merged.wasm).unwrap_or_else(|p| panic!("{}", p.join("\n")));
@@ -292,17 +290,11 @@ fn nothing_starts_after_a_program_on_the_exported_memory() {
     .unwrap();
     let envdump = wat::parse_str(ENVDUMP).unwrap();
     let noop = wat::parse_str(NOOP).unwrap();
-    let p = |name: &str, wasm| Program {
-        name: name.into(),
-        wasm,
-        aliases: vec![name.into()],
-        validated: None,
-    };
     let merged = merge(
         &[
-            p("envdump", &envdump),
-            p("noop", &noop),
-            p("scribble", &scribble),
+            program("envdump", &envdump),
+            program("noop", &noop),
+            program("scribble", &scribble),
         ],
         &MergeOptions::default(),
     )
