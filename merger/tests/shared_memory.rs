@@ -10,7 +10,7 @@ mod support;
 
 use merger::{merge, merge_with, DebugOptions, MergeOptions, Program};
 use runtime_check::{Invocation, RunConfig, Runner, Status};
-use support::sha256_hex;
+use support::{aliased, sha256_hex};
 
 /// Checks its own memory as standalone and exits with the number of the first check that
 /// failed (0 when all hold): 1 initial size is 2 pages, 2 exactly the 5 data bytes are
@@ -83,18 +83,8 @@ const ENVDUMP: &str = r#"(module
     (i32.store (i32.const 12) (i32.load (i32.const 4)))
     (drop (call $write (i32.const 1) (i32.const 8) (i32.const 1) (i32.const 16)))))"#;
 
-/// A program named `name` (its one argv[0] alias too).
-fn program<'a>(name: &str, wasm: &'a [u8]) -> Program<'a> {
-    Program {
-        name: name.into(),
-        wasm,
-        aliases: vec![name.into()],
-        validated: None,
-    }
-}
-
 fn programs<'a>(memcheck: &'a [u8], envcount: &'a [u8]) -> Vec<Program<'a>> {
-    vec![program("envcount", envcount), program("memcheck", memcheck)]
+    vec![aliased("envcount", envcount), aliased("memcheck", memcheck)]
 }
 
 fn inv(args: &[&str], env: &[(&str, String)]) -> Invocation {
@@ -218,9 +208,9 @@ fn a_program_on_the_exported_memory_reads_its_environment_without_megabin_entry(
     let envcount = wat::parse_str(ENVCOUNT).unwrap();
     let noop = wat::parse_str(NOOP).unwrap();
     let ps = vec![
-        program("envcount", &envcount),
-        program("envdump", &envdump),
-        program("noop", &noop),
+        aliased("envcount", &envcount),
+        aliased("envdump", &envdump),
+        aliased("noop", &noop),
     ];
     let merged = merge(&ps, &MergeOptions::default()).unwrap();
     merger::check_isolation(&merged.wasm).unwrap_or_else(|p| panic!("{}", p.join("\n")));
@@ -292,9 +282,9 @@ fn nothing_starts_after_a_program_on_the_exported_memory() {
     let noop = wat::parse_str(NOOP).unwrap();
     let merged = merge(
         &[
-            program("envdump", &envdump),
-            program("noop", &noop),
-            program("scribble", &scribble),
+            aliased("envdump", &envdump),
+            aliased("noop", &noop),
+            aliased("scribble", &scribble),
         ],
         &MergeOptions::default(),
     )

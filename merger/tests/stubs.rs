@@ -3,9 +3,12 @@
 //! the stubs in its merge map, runs the program until it calls a stub, and the trap's
 //! innermost frame names the import.
 
-use merger::{check_isolation, merge, MergeError, MergeOptions, Program, Unsupported};
+mod support;
+
+use merger::{check_isolation, merge, MergeError, MergeOptions, Unsupported};
 use runtime_check::cases::{fixture_programs, fixtures_dir};
 use runtime_check::{Invocation, Runner, Status};
+use support::aliased;
 
 const STUB: MergeOptions = MergeOptions {
     jobs: 2,
@@ -14,15 +17,6 @@ const STUB: MergeOptions = MergeOptions {
 
 fn hostcall() -> Vec<u8> {
     std::fs::read(fixtures_dir().join("wasm/hostcall.wasm")).unwrap()
-}
-
-fn program<'a>(name: &str, wasm: &'a [u8]) -> Program<'a> {
-    Program {
-        name: name.into(),
-        wasm,
-        aliases: vec![name.into()],
-        validated: None,
-    }
 }
 
 fn run(runner: &Runner, wasm: &[u8], export: &str, args: &[&str]) -> runtime_check::Captured {
@@ -37,7 +31,7 @@ fn run(runner: &Runner, wasm: &[u8], export: &str, args: &[&str]) -> runtime_che
 #[test]
 fn foreign_function_imports_are_refused_unless_stubbed() {
     let wasm = hostcall();
-    match merge(&[program("hostcall", &wasm)], &MergeOptions::default()) {
+    match merge(&[aliased("hostcall", &wasm)], &MergeOptions::default()) {
         Err(MergeError::Unsupported {
             reason: Unsupported::ForeignImports(list),
             ..
@@ -55,12 +49,12 @@ fn foreign_function_imports_are_refused_unless_stubbed() {
 fn a_stubbed_program_runs_until_it_calls_the_stub_which_traps_naming_the_import() {
     let host = hostcall();
     let fixtures = fixture_programs();
-    let mut programs = vec![program("hostcall", &host)];
+    let mut programs = vec![aliased("hostcall", &host)];
     programs.extend(
         fixtures
             .iter()
             .filter(|(n, _)| n == "hello" || n == "exitcode")
-            .map(|(n, w)| program(n, w)),
+            .map(|(n, w)| aliased(n, w)),
     );
     let merged = merge(&programs, &STUB).unwrap();
     let map = &merged.map.entries;
@@ -114,7 +108,7 @@ fn stubs_have_the_import_types() {
             (call $g (ref.null extern))))"#,
     )
     .unwrap();
-    let merged = merge(&[program("p", &wasm)], &STUB).unwrap();
+    let merged = merge(&[aliased("p", &wasm)], &STUB).unwrap();
     assert_eq!(
         merged.map.entries[0].stubbed_imports,
         ["env::f", "other::f"]

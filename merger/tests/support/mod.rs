@@ -38,6 +38,14 @@ pub fn program<'a>(name: &str, wasm: &'a [u8]) -> Program<'a> {
     }
 }
 
+/// A program whose one `argv[0]` alias is its name.
+pub fn aliased<'a>(name: &str, wasm: &'a [u8]) -> Program<'a> {
+    Program {
+        aliases: vec![name.into()],
+        ..program(name, wasm)
+    }
+}
+
 /// The fixture programs as entries: `hello-debug` becomes entry `hello_debug`, selected by the
 /// alias `hello-debug`.
 pub fn fixture_entries(fixtures: &[(String, Vec<u8>)]) -> Vec<Program<'_>> {
