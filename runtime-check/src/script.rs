@@ -5,7 +5,7 @@
 
 use crate::manifest::Script;
 use crate::open::{open_regular, OpenError};
-use crate::verify::{not_found, refused, Refusal};
+use crate::verify::{check_digest, not_found, refused, Refusal};
 use megabin_format::Digest;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -90,13 +90,7 @@ pub(crate) fn verify_script(
         .read_to_end(&mut bytes)
         .map_err(|e| refused(format!("cannot read {path} ({}): {e}", host.display())))?;
     let actual = Digest::of(&bytes);
-    if actual != script.hash {
-        return Err(refused(format!(
-            "{path} was modified or replaced: the manifest expects {}, the file hashes to \
-             {actual}",
-            script.hash
-        )));
-    }
+    check_digest(path, &script.hash, &actual)?;
     let argv = script
         .argv
         .iter()

@@ -33,6 +33,18 @@ pub(crate) fn refused(message: String) -> Refusal {
     }
 }
 
+/// Checks a file's digest against the manifest's: a mismatch is refused, naming `what` (the
+/// file's rootfs path, or how it relates to the request) and both digests.
+pub(crate) fn check_digest(what: &str, expected: &Digest, actual: &Digest) -> Result<(), Refusal> {
+    if actual == expected {
+        return Ok(());
+    }
+    Err(refused(format!(
+        "{what} was modified or replaced: the manifest expects {expected}, the file hashes to \
+         {actual}"
+    )))
+}
+
 /// A refusal with [`EXIT_NOT_FOUND`].
 pub(crate) fn not_found(message: String) -> Refusal {
     Refusal {
@@ -161,54 +173,48 @@ impl Container {
         measurer: &Measurer,
     ) -> Result<Verified, Refusal> {
         let manifest = self.manifest();
-        let binary = match request {
-            Request::Path { path, host } => {
-                if let Some(reason) = manifest.skipped.get(path) {
-                    return Err(not_found(format!(
-                        "{path} is not in the megabinary: {reason}"
-                    )));
+        let binary =
+            match request {
+                Request::Path { path, host } => {
+                    if let Some(reason) = manifest.skipped.get(path) {
+                        return Err(not_found(format!(
+                            "{path} is not in the megabinary: {reason}"
+                        )));
+                    }
+                    if manifest.scripts.contains_key(path) {
+                        return self.verify_script(path, host.as_deref(), locate, measurer);
+                    }
+                    let binary = manifest.binaries.get(path).ok_or_else(|| {
+                        not_found(format!("{path} is not listed in the manifest"))
+                    })?;
+                    let host = host
+                        .as_ref()
+                        .ok_or_else(|| not_found(format!("{path} does not exist in the rootfs")))?;
+                    let actual = program_digest(path, host, measurer)?;
+                    check_digest(path, &binary.hash, &actual)?;
+                    binary
                 }
-                if manifest.scripts.contains_key(path) {
-                    return self.verify_script(path, host.as_deref(), locate, measurer);
+                Request::Digest(d) => by_digest_or_prefix(manifest, d)?,
+                Request::Tool(name) => {
+                    let tool = manifest.agent_tools.get(name).ok_or_else(|| {
+                        not_found(format!("no agent tool `{name}` in the manifest"))
+                    })?;
+                    let d = &tool.digest;
+                    // A script tool: its file is read from the rootfs, so it is verified there.
+                    let script = tool
+                        .path
+                        .as_ref()
+                        .filter(|p| manifest.scripts.get(*p).is_some_and(|s| s.hash == *d));
+                    if let Some(path) = script {
+                        return self.verify_script(path, locate(path).as_deref(), locate, measurer);
+                    }
+                    by_digest(manifest, d).ok_or_else(|| {
+                        refused(format!(
+                            "agent tool `{name}` names {d}, which no binary has"
+                        ))
+                    })?
                 }
-                let binary = manifest
-                    .binaries
-                    .get(path)
-                    .ok_or_else(|| not_found(format!("{path} is not listed in the manifest")))?;
-                let host = host
-                    .as_ref()
-                    .ok_or_else(|| not_found(format!("{path} does not exist in the rootfs")))?;
-                let actual = program_digest(path, host, measurer)?;
-                if actual != binary.hash {
-                    return Err(refused(format!(
-                        "{path} was modified or replaced: the manifest expects {}, the file hashes to {actual}",
-                        binary.hash
-                    )));
-                }
-                binary
-            }
-            Request::Digest(d) => by_digest_or_prefix(manifest, d)?,
-            Request::Tool(name) => {
-                let tool = manifest
-                    .agent_tools
-                    .get(name)
-                    .ok_or_else(|| not_found(format!("no agent tool `{name}` in the manifest")))?;
-                let d = &tool.digest;
-                // A script tool: its file is read from the rootfs, so it is verified there.
-                let script = tool
-                    .path
-                    .as_ref()
-                    .filter(|p| manifest.scripts.get(*p).is_some_and(|s| s.hash == *d));
-                if let Some(path) = script {
-                    return self.verify_script(path, locate(path).as_deref(), locate, measurer);
-                }
-                by_digest(manifest, d).ok_or_else(|| {
-                    refused(format!(
-                        "agent tool `{name}` names {d}, which no binary has"
-                    ))
-                })?
-            }
-        };
+            };
         Ok(Verified {
             digest: binary.hash,
             entry_point: binary.entry_point.clone(),
@@ -241,13 +247,8 @@ impl Container {
             ))
         })?;
         let actual = program_digest(interpreter, &interpreter_host, measurer)?;
-        if actual != binary.hash {
-            return Err(refused(format!(
-                "{path}: its interpreter {interpreter} was modified or replaced: the manifest \
-                 expects {}, the file hashes to {actual}",
-                binary.hash
-            )));
-        }
+        let what = format!("{path}: its interpreter {interpreter}");
+        check_digest(&what, &binary.hash, &actual)?;
         Ok(Verified {
             digest: binary.hash,
             entry_point: binary.entry_point.clone(),
