@@ -25,6 +25,9 @@ pub const BRIDGE_MEMORY: &str = "megabin::bridge";
 pub const CURSOR_GLOBAL: &str = "megabin::cursor";
 /// Name-section name of the private memory caching the environment of programs on memory 0.
 pub const ENVIRON_MEMORY: &str = "megabin::environ";
+/// Name-section name of the table shared by the programs on memory 0 (table 0 when any
+/// program uses it).
+pub const SHARED_TABLE: &str = "megabin::table";
 /// Name-section name of the global recording which kind of program the instance activated.
 pub const ACTIVATED_GLOBAL: &str = "megabin::activated";
 /// Prefix of the name-section names of the WASI imports (`wasi::fd_write`).
@@ -76,6 +79,12 @@ pub fn memory_name(entry: &str) -> String {
 /// exported memory and declares a smaller maximum): `<entry>::memory_grow`.
 pub fn checked_grow(entry: &str) -> String {
     format!("{entry}::memory_grow")
+}
+
+/// The name-section name of the checked `table.grow` of entry `entry` (which uses the shared
+/// table and declares a maximum): `<entry>::table_grow`.
+pub fn checked_table_grow(entry: &str) -> String {
+    format!("{entry}::table_grow")
 }
 
 /// The export of an input's own function `export` under `--export-functions`: `<entry>.<export>`.

@@ -56,6 +56,21 @@ pub fn eval_i32(expr: &ConstExpr<'_>, globals: &[Option<i32>]) -> Option<i32> {
     }
 }
 
+/// The function a `funcref` element item refers to: `Some(Some(f))` for `ref.func f`,
+/// `Some(None)` for `ref.null`, `None` for any other expression.
+pub fn ref_item(expr: &ConstExpr<'_>) -> Option<Option<u32>> {
+    let mut reader = expr.get_operators_reader();
+    let item = match reader.read().ok()? {
+        Operator::RefFunc { function_index } => Some(function_index),
+        Operator::RefNull { .. } => None,
+        _ => return None,
+    };
+    match (reader.read().ok()?, reader.eof()) {
+        (Operator::End, true) => Some(item),
+        _ => None,
+    }
+}
+
 /// Whether the program's tables can be created at their original size and its active element
 /// segments applied at instantiation, as in a standalone module: true when every active
 /// segment's offset is known and the segment fits its table, so applying it cannot trap.

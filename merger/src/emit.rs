@@ -21,7 +21,7 @@ use wasm_encoder::{
     BlockType, ConstExpr, CustomSection, DataCountSection, ElementSection, Elements, Encode,
     EntityType, ExportKind, ExportSection, Function, FunctionSection, GlobalSection, GlobalType,
     ImportSection, InstructionSink, MemorySection, MemoryType, Module, NameMap, NameSection,
-    Section, SectionId, TableSection, TagSection, ValType,
+    RefType, Section, SectionId, TableSection, TableType, TagSection, ValType,
 };
 
 /// Encoded function bodies (locals and instructions, without their size prefix) of one
@@ -73,6 +73,13 @@ fn encode_program(plan: &Plan<'_>, k: usize, r: &mut Reindex) -> Result<ProgramC
         let max = input.memory.maximum.expect("a checked grow has a maximum");
         push(checked_grow(max as u32));
     }
+    if l.table_grow_func.is_some() {
+        let max = input.tables[0]
+            .ty
+            .maximum
+            .expect("a checked grow has a maximum");
+        push(checked_table_grow(max as u32));
+    }
     Ok(ProgramCode { bodies })
 }
 
@@ -91,6 +98,27 @@ fn checked_grow(max: u32) -> Function {
         .else_()
         .local_get(0)
         .memory_grow(0)
+        .end()
+        .end();
+    f
+}
+
+/// `(init, delta) -> old | -1`: `table.grow` of the shared table 0 for a program using it,
+/// refused beyond the program's declared maximum `max`, as standalone.
+fn checked_table_grow(max: u32) -> Function {
+    let mut f = Function::new([]);
+    f.instructions()
+        .local_get(1)
+        .i32_const(max as i32)
+        .table_size(0)
+        .i32_sub()
+        .i32_gt_u()
+        .if_(BlockType::Result(ValType::I32))
+        .i32_const(-1)
+        .else_()
+        .local_get(0)
+        .local_get(1)
+        .table_grow(0)
         .end()
         .end();
     f
@@ -147,7 +175,9 @@ fn start_function(plan: &Plan<'_>, k: usize, r: &mut Reindex) -> Result<Function
         trap_if_grow_failed(&mut body);
     }
     let mut start = StartBody { input, l, r, body };
-    if !l.eager_tables {
+    if l.shared_table {
+        start.fill_shared_table();
+    } else if !l.eager_tables {
         start.grow_tables()?;
         start.apply_elements()?;
     }
@@ -207,6 +237,36 @@ impl StartBody<'_, '_> {
             trap_if_grow_failed(&mut self.body);
         }
         Ok(())
+    }
+
+    /// Grows the shared table 0 (empty until now: only one program per instance activates)
+    /// to the program's initial size and sets what its active element segments put there,
+    /// one `table.set` per function, as instantiating it standalone would.
+    fn fill_shared_table(&mut self) {
+        let initial = self.input.tables[0].ty.initial;
+        if initial > 0 {
+            self.sink()
+                .ref_null(wasm_encoder::HeapType::FUNC)
+                .i32_const(initial as i32)
+                .table_grow(0);
+            trap_if_grow_failed(&mut self.body);
+        }
+        let items = crate::plan::shared_table_items(self.input).expect("planned");
+        for (slot, func) in items {
+            match func {
+                Some(f) => {
+                    let f = self.r.funcs[f as usize];
+                    self.sink().i32_const(slot as i32).ref_func(f).table_set(0);
+                }
+                // The slot may hold a function an earlier segment put there.
+                None => {
+                    self.sink()
+                        .i32_const(slot as i32)
+                        .ref_null(wasm_encoder::HeapType::FUNC)
+                        .table_set(0);
+                }
+            }
+        }
     }
 
     /// Applies the program's active element segments (made passive) and drops them.
@@ -276,6 +336,7 @@ pub(crate) struct Sections {
     memories: MemorySection,
     memory_names: NameMap,
     tables: TableSection,
+    table_names: NameMap,
     tags: TagSection,
     globals: GlobalSection,
     global_names: NameMap,
@@ -305,7 +366,11 @@ impl Sections {
         } = plan;
         for (k, (input, l)) in inputs.iter().zip(layouts.iter_mut()).enumerate() {
             let name = &programs[k].name;
-            let types = (generated.start_type, generated.grow_type);
+            let types = (
+                generated.start_type,
+                generated.grow_type,
+                generated.table_grow_type,
+            );
             s.program_functions(input, l, name, imports, types);
             s.program_names(input, l, name);
             s.program_storage(input, l, name)?;
@@ -336,6 +401,7 @@ impl Sections {
             memories: MemorySection::new(),
             memory_names: NameMap::new(),
             tables: TableSection::new(),
+            table_names: NameMap::new(),
             tags: TagSection::new(),
             globals: GlobalSection::new(),
             global_names: NameMap::new(),
@@ -392,6 +458,16 @@ impl Sections {
                     .func(c.stash + j as u32, names::internal(name));
             }
         }
+        if plan.layouts.iter().any(|l| l.shared_table) {
+            s.tables.table(TableType {
+                element_type: RefType::FUNCREF,
+                table64: false,
+                minimum: 0,
+                maximum: None,
+                shared: false,
+            });
+            s.table_names.append(0, names::SHARED_TABLE);
+        }
         let bridge_pages = crate::plan::bridge_pages(&plan.router);
         s.memories.memory(memory_type(bridge_pages, Some(65536)));
         s.memory_names.append(0, names::BRIDGE_MEMORY);
@@ -410,7 +486,7 @@ impl Sections {
         l: &Layout<'_>,
         name: &str,
         imports: &WasiImports,
-        (start, grow): (u32, u32),
+        (start, grow, table_grow): (u32, u32, u32),
     ) {
         for (j, t) in l.trampolines.iter().enumerate() {
             self.functions.function(imports.ty(t.name));
@@ -435,6 +511,10 @@ impl Sections {
         if let Some(f) = l.grow_func {
             self.functions.function(grow);
             self.function_names.func(f, names::checked_grow(name));
+        }
+        if let Some(f) = l.table_grow_func {
+            self.functions.function(table_grow);
+            self.function_names.func(f, names::checked_table_grow(name));
         }
     }
 
@@ -475,7 +555,7 @@ impl Sections {
             self.memory_names
                 .append(l.memory, &names::memory_name(name));
         }
-        for t in &input.tables {
+        for t in input.tables.iter().filter(|_| !l.shared_table) {
             r.parse_table(&mut self.tables, t.clone())
                 .map_err(internal)?;
         }
@@ -541,7 +621,7 @@ fn entry_map(input: &Input<'_>, l: &Layout<'_>, p: &Program<'_>, digest: [u8; 32
         aliases: p.aliases.clone(),
         start_export: names::start_export(&p.name),
         memory: l.memory,
-        functions: l.func_base..l.start_func + 1 + l.grow_func.is_some() as u32,
+        functions: l.func_base..l.end_func(),
         trampolines: l.func_base..l.stub_base,
         tables: l.table_base..l.table_base + input.tables.len() as u32,
         globals: l.started_global..l.global_base + input.globals.len() as u32,
@@ -633,6 +713,9 @@ fn tail(s: &Sections, map: &MergeMap) -> Result<Vec<u8>, MergeError> {
     let mut names = NameSection::new();
     names.module("megabin");
     names.functions(&s.function_names.finish());
+    if !s.table_names.is_empty() {
+        names.tables(&s.table_names);
+    }
     names.memories(&s.memory_names);
     names.globals(&s.global_names);
     let mut tail = Vec::new();

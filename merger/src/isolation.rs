@@ -104,8 +104,13 @@ pub fn check_isolation(wasm: &[u8]) -> Result<IsolationReport, Vec<String>> {
         let res = module.resources(&owned, functions, &mut problems);
         report.entries.insert(name.clone(), res);
     }
-    // No two entries share state.
-    check_disjoint(&report, &mut problems);
+    // No two entries share state (but those on memory 0 may share a table).
+    let guarded: BTreeSet<&str> = entries
+        .iter()
+        .filter(|(_, &(_, mem))| mem == 0)
+        .map(|(name, _)| name.as_str())
+        .collect();
+    check_disjoint(&report, &guarded, &mut problems);
     if problems.is_empty() {
         Ok(report)
     } else {
@@ -435,8 +440,10 @@ impl Scan {
     }
 }
 
-/// Reports every pair of entries whose code touches the same memory, table or global.
-fn check_disjoint(report: &IsolationReport, problems: &mut Vec<String>) {
+/// Reports every pair of entries whose code touches the same memory, table or global. Memory 0
+/// is the bridge's; two entries on it (`guarded`: each start calls `activate_shared`, so an
+/// instance activates at most one of them) may also share tables, which only they touch.
+fn check_disjoint(report: &IsolationReport, guarded: &BTreeSet<&str>, problems: &mut Vec<String>) {
     let list: Vec<(&String, &Resources)> = report.entries.iter().collect();
     for (i, (a, ra)) in list.iter().enumerate() {
         for (b, rb) in &list[i + 1..] {
@@ -445,7 +452,12 @@ fn check_disjoint(report: &IsolationReport, problems: &mut Vec<String>) {
                 .intersection(&rb.memories)
                 .filter(|&&m| m != 0)
                 .collect();
-            let tables: Vec<_> = ra.tables.intersection(&rb.tables).collect();
+            let both_guarded = guarded.contains(a.as_str()) && guarded.contains(b.as_str());
+            let tables: Vec<_> = ra
+                .tables
+                .intersection(&rb.tables)
+                .filter(|_| !both_guarded)
+                .collect();
             let globals: Vec<_> = ra.globals.intersection(&rb.globals).collect();
             if !mems.is_empty() || !tables.is_empty() || !globals.is_empty() {
                 problems.push(format!(

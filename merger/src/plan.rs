@@ -33,6 +33,51 @@ pub(crate) fn shares_memory(input: &Input<'_>, min_pages: u64) -> bool {
     input.memory.initial >= min_pages
 }
 
+/// Whether a program on memory 0 can use the shared table (output table 0) as its own table,
+/// as it uses memory 0: another instance-wide resource only one program per instance ever
+/// activates. It must have exactly one table, a 32-bit `funcref` table starting null, and
+/// active element segments whose offsets are known and fit ([`consteval::eager_tables`]) and
+/// whose items are `ref.func` or `ref.null`: its start function fills the table with
+/// generated `table.set`s ([`shared_table_items`]), which cost nothing at instantiation.
+pub(crate) fn shares_table(input: &Input<'_>) -> bool {
+    let [table] = input.tables.as_slice() else {
+        return false;
+    };
+    table.ty.element_type == wasmparser::RefType::FUNCREF
+        && !table.ty.table64
+        && !table.ty.shared
+        && matches!(table.init, wasmparser::TableInit::RefNull)
+        && consteval::eager_tables(input)
+        && shared_table_items(input).is_some()
+}
+
+/// What a program's active element segments put in its table, in segment order: the slot and
+/// the function (`None` for `ref.null`). `None` when an item is another kind of expression.
+pub(crate) fn shared_table_items(input: &Input<'_>) -> Option<Vec<(u32, Option<u32>)>> {
+    let globals = consteval::i32_globals(input);
+    let mut items = Vec::new();
+    for e in &input.elements {
+        let wasmparser::ElementKind::Active { offset_expr, .. } = &e.kind else {
+            continue;
+        };
+        let offset = consteval::eval_i32(offset_expr, &globals)? as u32;
+        let funcs: Vec<Option<u32>> = match &e.items {
+            wasmparser::ElementItems::Functions(fs) => fs
+                .clone()
+                .into_iter()
+                .map(|f| f.ok().map(Some))
+                .collect::<Option<_>>()?,
+            wasmparser::ElementItems::Expressions(_, xs) => xs
+                .clone()
+                .into_iter()
+                .map(|x| consteval::ref_item(&x.ok()?))
+                .collect::<Option<_>>()?,
+        };
+        items.extend((offset..).zip(funcs));
+    }
+    Some(items)
+}
+
 /// Whether a program reads its environment (imports `environ_get` or `environ_sizes_get`).
 pub(crate) fn reads_environ(input: &Input<'_>) -> bool {
     input
@@ -105,6 +150,8 @@ pub(crate) struct Generated {
     pub start_type: u32,
     /// Type `[i32] -> [i32]` of the checked `memory.grow` functions.
     pub grow_type: u32,
+    /// Type `[funcref i32] -> [i32]` of the checked `table.grow` functions.
+    pub table_grow_type: u32,
     /// The dispatcher's functions, from `env.alloc_func + 1`, and their types.
     pub dispatch: Vec<(GenFunc, u32)>,
 }
@@ -121,6 +168,12 @@ pub(crate) struct Layout<'a> {
     pub grow_func: Option<u32>,
     /// With [`Layout::shared`]: the program reads its environment, from the cache.
     pub environ: bool,
+    /// The program uses the shared table (table 0) as its only table ([`shares_table`]).
+    pub shared_table: bool,
+    /// With [`Layout::shared_table`] and a declared maximum: the function that stands for the
+    /// program's `table.grow` (`(init, delta) -> old | -1`), after its start function (and
+    /// its checked `memory.grow`).
+    pub table_grow_func: Option<u32>,
     pub func_base: u32,
     /// Distinct WASI functions imported, in first-import order: one trampoline each.
     pub trampolines: Vec<&'static WasiFunc>,
@@ -141,6 +194,16 @@ pub(crate) struct Layout<'a> {
     pub eager_tables: bool,
     /// The program's index maps (input index → output index), types included.
     pub reindex: Reindex,
+}
+
+impl Layout<'_> {
+    /// One past the program's last function (its start function and checked grows).
+    pub fn end_func(&self) -> u32 {
+        self.start_func
+            + 1
+            + self.grow_func.is_some() as u32
+            + self.table_grow_func.is_some() as u32
+    }
 }
 
 impl<'a> Plan<'a> {
@@ -181,7 +244,12 @@ impl<'a> Plan<'a> {
         });
         let helpers = if cache { bridge::ENVIRON_HELPERS } else { 0 };
         let first_func = n_imports + 1 + Router::FUNCS + helpers;
-        let mut layouts = lay_out(&inputs, first_func, &shared);
+        let shared_table: Vec<bool> = inputs
+            .iter()
+            .zip(&shared)
+            .map(|(i, &s)| s && shares_table(i))
+            .collect();
+        let mut layouts = lay_out(&inputs, first_func, &shared, &shared_table);
         // Types and index maps of every program (sequential: the interner is shared).
         for (input, layout) in inputs.iter().zip(&mut layouts) {
             index_maps(input, layout, &imports, environ, &mut types)?;
@@ -235,6 +303,7 @@ impl Generated {
         let funcs = router.functions(env.alloc_func + 1, &dispatch_imports, env, starts);
         let start_type = types.func(&[], &[]);
         let grow_type = types.func(&[ValType::I32], &[ValType::I32]);
+        let table_grow_type = types.func(&[ValType::FUNCREF, ValType::I32], &[ValType::I32]);
         let dispatch = funcs
             .into_iter()
             .map(|f| {
@@ -246,6 +315,7 @@ impl Generated {
             alloc_type,
             start_type,
             grow_type,
+            table_grow_type,
             dispatch,
         }
     }
@@ -318,11 +388,19 @@ fn route(programs: &[Program<'_>], digests: &[[u8; 32]]) -> Result<Router, Merge
 /// Lays the programs out one after the other in every index space, their functions from
 /// `first_func`. Memory 0, globals 0 and 1 and data segment 0 are the bridge's. Programs
 /// marked `shared` use memory 0 as theirs ([`shares_memory`]); the others get the next memory.
-fn lay_out<'a>(inputs: &[Input<'a>], first_func: u32, shared: &[bool]) -> Vec<Layout<'a>> {
+/// Programs marked in `shared_table` use table 0 as theirs ([`shares_table`]); when there is
+/// one, the other programs' tables follow it.
+fn lay_out<'a>(
+    inputs: &[Input<'a>],
+    first_func: u32,
+    shared: &[bool],
+    shared_table: &[bool],
+) -> Vec<Layout<'a>> {
     let mut layouts = Vec::with_capacity(inputs.len());
+    let first_table = shared_table.iter().any(|&s| s) as u32;
     let (mut func, mut table, mut global, mut tag, mut elem, mut data, mut memory) =
-        (first_func, 0u32, 2u32, 0u32, 0u32, 1u32, 1u32);
-    for (input, &shared) in inputs.iter().zip(shared) {
+        (first_func, first_table, 2u32, 0u32, 0u32, 1u32, 1u32);
+    for ((input, &shared), &shared_table) in inputs.iter().zip(shared).zip(shared_table) {
         let trampolines = if shared {
             Vec::new()
         } else {
@@ -334,17 +412,21 @@ fn lay_out<'a>(inputs: &[Input<'a>], first_func: u32, shared: &[bool]) -> Vec<La
         let stub_base = func + trampolines.len() as u32;
         let start_func = stub_base + stubs + input.functions.len() as u32;
         let checked_grow = shared && input.memory.maximum.is_some_and(|m| m < MAX_PAGES);
+        let checked_table_grow = shared_table && input.tables[0].ty.maximum.is_some();
+        let after_start = start_func + 1 + checked_grow as u32;
         let l = Layout {
             memory: if shared { 0 } else { memory },
             shared,
             grow_func: checked_grow.then_some(start_func + 1),
             environ: shared && reads_environ(input),
+            shared_table,
+            table_grow_func: checked_table_grow.then_some(after_start),
             func_base: func,
             stub_base,
             defined_base: stub_base + stubs,
             start_func,
             trampolines,
-            table_base: table,
+            table_base: if shared_table { 0 } else { table },
             started_global: global,
             global_base: global + 1,
             tag_base: tag,
@@ -355,9 +437,13 @@ fn lay_out<'a>(inputs: &[Input<'a>], first_func: u32, shared: &[bool]) -> Vec<La
             eager_tables: consteval::eager_tables(input),
             reindex: Reindex::default(),
         };
-        func = l.start_func + 1 + l.grow_func.is_some() as u32;
+        func = l.end_func();
         memory += !shared as u32;
-        table += input.tables.len() as u32;
+        table += if shared_table {
+            0
+        } else {
+            input.tables.len() as u32
+        };
         global += 1 + input.globals.len() as u32;
         tag += input.tags.len() as u32;
         elem += input.elements.len() as u32;
@@ -379,6 +465,8 @@ fn index_maps(
     let mut r = Reindex {
         memory: l.memory,
         grow_func: l.grow_func,
+        table_grow_func: l.table_grow_func,
+        shared_table: l.shared_table,
         table_base: l.table_base,
         global_base: l.global_base,
         tag_base: l.tag_base,

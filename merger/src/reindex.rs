@@ -19,6 +19,12 @@ pub struct Reindex {
     /// The function that stands for `memory.grow` (a program sharing memory 0 whose declared
     /// maximum is below memory 0's: it enforces the program's maximum).
     pub grow_func: Option<u32>,
+    /// The program's table is the shared table 0 ([`crate::plan::shares_table`]): its active
+    /// element segments become declarative (its start function fills the table).
+    pub shared_table: bool,
+    /// The function that stands for `table.grow` (a program on the shared table with a
+    /// declared maximum: it enforces the program's maximum).
+    pub table_grow_func: Option<u32>,
     pub table_base: u32,
     pub global_base: u32,
     pub tag_base: u32,
@@ -67,11 +73,12 @@ impl Reencode for Reindex {
         &mut self,
         op: wasmparser::Operator<'a>,
     ) -> Result<wasm_encoder::Instruction<'a>, Error<Self::Error>> {
-        match (op, self.grow_func) {
-            (wasmparser::Operator::MemoryGrow { .. }, Some(f)) => {
+        match (op, self.grow_func, self.table_grow_func) {
+            (wasmparser::Operator::MemoryGrow { .. }, Some(f), _)
+            | (wasmparser::Operator::TableGrow { .. }, _, Some(f)) => {
                 Ok(wasm_encoder::Instruction::Call(f))
             }
-            (op, _) => wasm_encoder::reencode::utils::instruction(self, op),
+            (op, _, _) => wasm_encoder::reencode::utils::instruction(self, op),
         }
     }
 
@@ -89,6 +96,10 @@ impl Reencode for Reindex {
     ) -> Result<(), Error<Self::Error>> {
         let items = self.element_items(element.items)?;
         match element.kind {
+            // Applied by the start function's `table.set`s; declared so they may `ref.func`.
+            ElementKind::Declared | ElementKind::Active { .. } if self.shared_table => {
+                elements.declared(items)
+            }
             ElementKind::Declared => elements.declared(items),
             ElementKind::Active {
                 table_index,

@@ -425,12 +425,14 @@ fn reserved_and_duplicate_routes_get_typed_errors() {
 }
 
 /// A command whose table 0 (4 slots) gets `$a`/`$b` from one active element segment at
-/// `offset`, and whose `_start` exits with the result of calling slot 1 indirectly.
+/// `offset`, and whose `_start` exits with the result of calling slot 1 indirectly. Its memory
+/// starts empty, so it is bridged and keeps a table of its own (programs on the exported memory
+/// share one: `tests/shared_table.rs`).
 fn table_program(offset: &str) -> Vec<u8> {
     wat::parse_str(format!(
         r#"(module
              (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
-             (memory (export "memory") 1)
+             (memory (export "memory") 0)
              (global $base i32 (i32.const 1))
              (global $far i32 (i32.const 10))
              (table 4 funcref)
