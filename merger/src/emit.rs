@@ -486,7 +486,7 @@ impl Sections {
         l: &Layout<'_>,
         name: &str,
         imports: &WasiImports,
-        (start, grow, table_grow): (u32, u32, u32),
+        (start, grow, table_grow): (u32, u32, Option<u32>),
     ) {
         for (j, t) in l.trampolines.iter().enumerate() {
             self.functions.function(imports.ty(t.name));
@@ -513,7 +513,8 @@ impl Sections {
             self.function_names.func(f, names::checked_grow(name));
         }
         if let Some(f) = l.table_grow_func {
-            self.functions.function(table_grow);
+            self.functions
+                .function(table_grow.expect("planned with the checked table grows"));
             self.function_names.func(f, names::checked_table_grow(name));
         }
     }

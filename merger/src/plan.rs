@@ -35,7 +35,9 @@ pub(crate) fn shares_memory(input: &Input<'_>, min_pages: u64) -> bool {
 
 /// Whether a program on memory 0 can use the shared table (output table 0) as its own table,
 /// as it uses memory 0: another instance-wide resource only one program per instance ever
-/// activates. It must have exactly one table, a 32-bit `funcref` table starting null, and
+/// activates. (The plan shares the table only between two programs or more: it saves the
+/// other programs' tables at every instantiation, and costs the program one `table.set` per
+/// element at its start, where Wasmtime fills a table of its own lazily.) It must have exactly one table, a 32-bit `funcref` table starting null, and
 /// active element segments whose offsets are known and fit ([`consteval::eager_tables`]) and
 /// whose items are `ref.func` or `ref.null`: its start function fills the table with
 /// generated `table.set`s ([`shared_table_items`]), which cost nothing at instantiation.
@@ -150,8 +152,8 @@ pub(crate) struct Generated {
     pub start_type: u32,
     /// Type `[i32] -> [i32]` of the checked `memory.grow` functions.
     pub grow_type: u32,
-    /// Type `[funcref i32] -> [i32]` of the checked `table.grow` functions.
-    pub table_grow_type: u32,
+    /// Type `[funcref i32] -> [i32]` of the checked `table.grow` functions, when there are.
+    pub table_grow_type: Option<u32>,
     /// The dispatcher's functions, from `env.alloc_func + 1`, and their types.
     pub dispatch: Vec<(GenFunc, u32)>,
 }
@@ -244,11 +246,16 @@ impl<'a> Plan<'a> {
         });
         let helpers = if cache { bridge::ENVIRON_HELPERS } else { 0 };
         let first_func = n_imports + 1 + Router::FUNCS + helpers;
-        let shared_table: Vec<bool> = inputs
+        // One table for all only where it replaces several: a lone program keeps its own,
+        // filled lazily by Wasmtime instead of by its start.
+        let mut shared_table: Vec<bool> = inputs
             .iter()
             .zip(&shared)
             .map(|(i, &s)| s && shares_table(i))
             .collect();
+        if shared_table.iter().filter(|&&s| s).count() < 2 {
+            shared_table.fill(false);
+        }
         let mut layouts = lay_out(&inputs, first_func, &shared, &shared_table);
         // Types and index maps of every program (sequential: the interner is shared).
         for (input, layout) in inputs.iter().zip(&mut layouts) {
@@ -256,7 +263,8 @@ impl<'a> Plan<'a> {
         }
         // Generated functions: the bridge allocator and the dispatcher, and their types.
         let starts: Vec<u32> = layouts.iter().map(|l| l.start_func).collect();
-        let generated = Generated::new(&router, &imports, &env, &starts, &mut types);
+        let table_grows = layouts.iter().any(|l| l.table_grow_func.is_some());
+        let generated = Generated::new(&router, &imports, &env, &starts, table_grows, &mut types);
         Ok(Plan {
             inputs,
             digests,
@@ -288,6 +296,7 @@ impl Generated {
         imports: &WasiImports,
         env: &BridgeEnv,
         starts: &[u32],
+        table_grows: bool,
         types: &mut TypeInterner,
     ) -> Self {
         let (p, r) = bridge::alloc_signature();
@@ -303,7 +312,8 @@ impl Generated {
         let funcs = router.functions(env.alloc_func + 1, &dispatch_imports, env, starts);
         let start_type = types.func(&[], &[]);
         let grow_type = types.func(&[ValType::I32], &[ValType::I32]);
-        let table_grow_type = types.func(&[ValType::FUNCREF, ValType::I32], &[ValType::I32]);
+        let table_grow_type =
+            table_grows.then(|| types.func(&[ValType::FUNCREF, ValType::I32], &[ValType::I32]));
         let dispatch = funcs
             .into_iter()
             .map(|f| {

@@ -194,3 +194,33 @@ fn isolation_allows_a_shared_table_only_between_entries_on_the_exported_memory()
     assert!(shared_by(&problems, "b", "c"), "{problems:?}");
     assert!(!shared_by(&problems, "a", "b"), "{problems:?}");
 }
+
+/// A lone program on the exported memory keeps a table of its own at its declared size,
+/// which Wasmtime fills lazily: sharing would only make its start fill it.
+#[test]
+fn a_lone_program_on_the_exported_memory_keeps_its_own_table() {
+    let tablecheck = wat::parse_str(TABLECHECK).unwrap();
+    let bridged = wat::parse_str(BRIDGED).unwrap();
+    let programs = [
+        aliased("tablecheck", &tablecheck),
+        aliased("bridged", &bridged),
+    ];
+    let merged = merge(&programs, &MergeOptions::default()).unwrap();
+    let mut minimums = Vec::new();
+    for payload in wasmparser::Parser::new(0).parse_all(&merged.wasm) {
+        if let wasmparser::Payload::TableSection(r) = payload.unwrap() {
+            minimums.extend(r.into_iter().map(|t| t.unwrap().ty.initial));
+        }
+    }
+    assert_eq!(minimums, [4, 1], "each program's own table, at its size");
+    let runner = Runner::new().unwrap();
+    let mega = runner.compile(&merged.wasm).unwrap();
+    let i = Invocation {
+        args: vec!["tablecheck".into()],
+        ..Default::default()
+    };
+    assert_eq!(
+        runner.run_captured(&mega, "_start", &i).unwrap().status,
+        Status::Exit(0)
+    );
+}
