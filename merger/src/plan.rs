@@ -35,12 +35,13 @@ pub(crate) fn shares_memory(input: &Input<'_>, min_pages: u64) -> bool {
 
 /// Whether a program on memory 0 can use the shared table (output table 0) as its own table,
 /// as it uses memory 0: another instance-wide resource only one program per instance ever
-/// activates. (The plan shares the table only between two programs or more: it saves the
-/// other programs' tables at every instantiation, and costs the program one `table.set` per
-/// element at its start, where Wasmtime fills a table of its own lazily.) It must have exactly one table, a 32-bit `funcref` table starting null, and
+/// activates. It must have exactly one table, a 32-bit `funcref` table starting null, and
 /// active element segments whose offsets are known and fit ([`consteval::eager_tables`]) and
 /// whose items are `ref.func` or `ref.null`: its start function fills the table with
 /// generated `table.set`s ([`shared_table_items`]), which cost nothing at instantiation.
+/// (The plan shares the table only between two programs or more: it saves the other
+/// programs' tables at every instantiation, and costs the program one `ref.func` per element
+/// at its start, where Wasmtime fills a table of its own lazily.)
 pub(crate) fn shares_table(input: &Input<'_>) -> bool {
     let [table] = input.tables.as_slice() else {
         return false;
