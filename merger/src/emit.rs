@@ -71,56 +71,48 @@ fn encode_program(plan: &Plan<'_>, k: usize, r: &mut Reindex) -> Result<ProgramC
     push(start_function(plan, k, r)?);
     if l.grow_func.is_some() {
         let max = input.memory.maximum.expect("a checked grow has a maximum");
-        push(checked_grow(max as u32));
+        push(checked_grow(max as u32, Grows::Memory));
     }
     if l.table_grow_func.is_some() {
         let max = input.tables[0]
             .ty
             .maximum
             .expect("a checked grow has a maximum");
-        push(checked_table_grow(max as u32));
+        push(checked_grow(max as u32, Grows::Table));
     }
     Ok(ProgramCode { bodies })
 }
 
-/// `(delta) -> old | -1`: `memory.grow` of memory 0 for a program sharing it, refused beyond
-/// the program's declared maximum `max` (memory 0 may grow further), as standalone.
-fn checked_grow(max: u32) -> Function {
-    let mut f = Function::new([]);
-    f.instructions()
-        .local_get(0)
-        .i32_const(max as i32)
-        .memory_size(0)
-        .i32_sub()
-        .i32_gt_u()
-        .if_(BlockType::Result(ValType::I32))
-        .i32_const(-1)
-        .else_()
-        .local_get(0)
-        .memory_grow(0)
-        .end()
-        .end();
-    f
+/// What a checked grow function grows: memory 0 or the shared table 0.
+#[derive(Clone, Copy, PartialEq)]
+enum Grows {
+    Memory,
+    Table,
 }
 
-/// `(init, delta) -> old | -1`: `table.grow` of the shared table 0 for a program using it,
-/// refused beyond the program's declared maximum `max`, as standalone.
-fn checked_table_grow(max: u32) -> Function {
+/// The function standing for a program's `memory.grow` of memory 0 (`(delta) -> old | -1`)
+/// or `table.grow` of the shared table 0 (`(init, delta) -> old | -1`): it refuses to grow
+/// beyond the program's declared maximum `max` (the shared one may grow further), as
+/// standalone.
+fn checked_grow(max: u32, grows: Grows) -> Function {
+    let delta = (grows == Grows::Table) as u32;
     let mut f = Function::new([]);
-    f.instructions()
-        .local_get(1)
-        .i32_const(max as i32)
-        .table_size(0)
-        .i32_sub()
+    let mut sink = f.instructions();
+    sink.local_get(delta).i32_const(max as i32);
+    match grows {
+        Grows::Memory => sink.memory_size(0),
+        Grows::Table => sink.table_size(0),
+    };
+    sink.i32_sub()
         .i32_gt_u()
         .if_(BlockType::Result(ValType::I32))
         .i32_const(-1)
-        .else_()
-        .local_get(0)
-        .local_get(1)
-        .table_grow(0)
-        .end()
-        .end();
+        .else_();
+    match grows {
+        Grows::Memory => sink.local_get(delta).memory_grow(0),
+        Grows::Table => sink.local_get(0).local_get(delta).table_grow(0),
+    };
+    sink.end().end();
     f
 }
 
