@@ -74,8 +74,9 @@ impl Footprint {
         Footprint {
             memories: 1,
             tables: input.tables.len() as u64,
-            // trampolines + stubs + defined functions + the entry's start function
-            functions: trampolines + stubs + input.functions.len() as u64 + 1,
+            // trampolines + stubs + defined functions + the entry's start function and at
+            // most two checked grows (memory 0, the shared table)
+            functions: trampolines + stubs + input.functions.len() as u64 + 3,
             data_segments: passive + coalesced,
             element_segments: input.elements.len() as u64,
             // the program's globals + its "started" flag

@@ -104,13 +104,14 @@ pub fn check_isolation(wasm: &[u8]) -> Result<IsolationReport, Vec<String>> {
         let res = module.resources(&owned, functions, &mut problems);
         report.entries.insert(name.clone(), res);
     }
-    // No two entries share state (but those on memory 0 may share a table).
+    // No two entries share state (but those on memory 0 may share a table created empty).
     let guarded: BTreeSet<&str> = entries
         .iter()
         .filter(|(_, &(_, mem))| mem == 0)
         .map(|(name, _)| name.as_str())
         .collect();
-    check_disjoint(&report, &guarded, &mut problems);
+    let empty = module.empty_tables();
+    check_disjoint(&report, &guarded, &empty, &mut problems);
     if problems.is_empty() {
         Ok(report)
     } else {
@@ -127,6 +128,8 @@ struct Scan {
     elem_funcs: Vec<Vec<u32>>,
     /// Functions placed into each table at instantiation by active element segments.
     table_funcs: BTreeMap<u32, BTreeSet<u32>>,
+    /// Per table (imported ones first): whether it is created empty (0 slots, null init).
+    empty_tables: Vec<bool>,
     func_exports: BTreeMap<String, u32>,
     mem_exports: BTreeMap<String, u32>,
     names: BTreeMap<u32, String>,
@@ -152,9 +155,13 @@ impl Scan {
                 Payload::ImportSection(r) => {
                     for i in r.into_imports() {
                         let i = i.map_err(parse_err)?;
-                        if matches!(i.ty, wasmparser::TypeRef::Func(_)) {
-                            m.imported += 1;
-                            m.import_names.push(i.name.to_string());
+                        match i.ty {
+                            wasmparser::TypeRef::Func(_) => {
+                                m.imported += 1;
+                                m.import_names.push(i.name.to_string());
+                            }
+                            wasmparser::TypeRef::Table(_) => m.empty_tables.push(false),
+                            _ => {}
                         }
                     }
                 }
@@ -167,6 +174,13 @@ impl Scan {
                             ExternalKind::Memory => m.mem_exports.insert(name, e.index),
                             _ => None,
                         };
+                    }
+                }
+                Payload::TableSection(r) => {
+                    for t in r {
+                        let t = t.map_err(parse_err)?;
+                        let null = matches!(t.init, wasmparser::TableInit::RefNull);
+                        m.empty_tables.push(t.ty.initial == 0 && null);
                     }
                 }
                 Payload::ElementSection(r) => {
@@ -225,6 +239,15 @@ impl Scan {
                 }
             }
         }
+    }
+
+    /// Tables created empty: no slots, a null init value, no active element segment.
+    fn empty_tables(&self) -> BTreeSet<u32> {
+        (0u32..)
+            .zip(&self.empty_tables)
+            .filter(|&(t, &empty)| empty && !self.table_funcs.contains_key(&t))
+            .map(|(t, _)| t)
+            .collect()
     }
 
     fn body(&self, f: u32) -> Option<&Refs> {
@@ -442,8 +465,14 @@ impl Scan {
 
 /// Reports every pair of entries whose code touches the same memory, table or global. Memory 0
 /// is the bridge's; two entries on it (`guarded`: each start calls `activate_shared`, so an
-/// instance activates at most one of them) may also share tables, which only they touch.
-fn check_disjoint(report: &IsolationReport, guarded: &BTreeSet<&str>, problems: &mut Vec<String>) {
+/// instance activates at most one of them) may also share a table created `empty` (nothing
+/// of another program is in it before the one activated fills it).
+fn check_disjoint(
+    report: &IsolationReport,
+    guarded: &BTreeSet<&str>,
+    empty: &BTreeSet<u32>,
+    problems: &mut Vec<String>,
+) {
     let list: Vec<(&String, &Resources)> = report.entries.iter().collect();
     for (i, (a, ra)) in list.iter().enumerate() {
         for (b, rb) in &list[i + 1..] {
@@ -456,7 +485,7 @@ fn check_disjoint(report: &IsolationReport, guarded: &BTreeSet<&str>, problems: 
             let tables: Vec<_> = ra
                 .tables
                 .intersection(&rb.tables)
-                .filter(|_| !both_guarded)
+                .filter(|t| !(both_guarded && empty.contains(t)))
                 .collect();
             let globals: Vec<_> = ra.globals.intersection(&rb.globals).collect();
             if !mems.is_empty() || !tables.is_empty() || !globals.is_empty() {

@@ -51,8 +51,13 @@ pub(crate) fn shares_table(input: &Input<'_>) -> bool {
         && !table.ty.shared
         && matches!(table.init, wasmparser::TableInit::RefNull)
         && consteval::eager_tables(input)
-        && shared_table_items(input).is_some()
+        && shared_table_items(input).is_some_and(|items| items.len() <= MAX_SHARED_TABLE_ITEMS)
 }
+
+/// Most element items a program on the shared table may have: its start writes each with
+/// about 10 bytes of code, and a function body is limited to 7,654,321 bytes (CPython 3.12
+/// has about 6,000). A program with more keeps a table of its own.
+const MAX_SHARED_TABLE_ITEMS: usize = 100_000;
 
 /// What a program's active element segments put in its table, in segment order: the slot and
 /// the function (`None` for `ref.null`). `None` when an item is another kind of expression.

@@ -160,21 +160,24 @@ fn programs_on_the_exported_memory_see_their_own_table_in_the_shared_one() {
     assert!(matches!(code("oob"), Status::Trap { .. }));
 }
 
-/// `check_isolation` lets entries on the exported memory share a table (each start calls
-/// `activate_shared`: one per instance) but not an entry with its own memory and one on the
+/// `check_isolation` lets entries on the exported memory share a table created empty (each
+/// start calls `activate_shared`: one per instance), but not a table that holds a function
+/// before any start runs, and not between an entry with its own memory and one on the
 /// exported memory.
 #[test]
 fn isolation_allows_a_shared_table_only_between_entries_on_the_exported_memory() {
     let guard = 1 + router_gen::dispatch::Router::ACTIVATE_SHARED;
     let funcs: String = (0..=guard + 1).map(|_| "(func)").collect();
-    let wat = |c_memory: u32| {
+    let wat = |table: &str, c_memory: u32| {
         format!(
             r#"(module
               (type $v (func))
               (memory (export "memory") 1)
               (memory 0)
-              (table 1 funcref)
+              {table}
               {funcs}
+              (func $a_secret (global.set $a_state (i32.const 1)))
+              (global $a_state (mut i32) (i32.const 0))
               (func (export "a_start") (call {guard}) (call_indirect (type $v) (i32.const 0)))
               (func (export "b_start") (call {guard}) (call_indirect (type $v) (i32.const 0)))
               (func (export "c_start") (call_indirect (type $v) (i32.const 0)))
@@ -183,16 +186,27 @@ fn isolation_allows_a_shared_table_only_between_entries_on_the_exported_memory()
               (export "c.memory" (memory {c_memory})))"#
         )
     };
+    let check = |table: &str, c_memory: u32| {
+        merger::check_isolation(&wat::parse_str(wat(table, c_memory)).unwrap())
+            .err()
+            .unwrap_or_default()
+    };
     let shared_by = |problems: &[String], a: &str, b: &str| {
         problems
             .iter()
             .any(|p| p.starts_with(&format!("{a} and {b} share state")))
     };
-    // c has a memory of its own: it must not touch the table a and b share.
-    let problems = merger::check_isolation(&wat::parse_str(wat(1)).unwrap()).unwrap_err();
+    // An empty table: a and b may share it; c has a memory of its own and must not touch it.
+    let problems = check("(table 0 funcref)", 1);
     assert!(shared_by(&problems, "a", "c"), "{problems:?}");
     assert!(shared_by(&problems, "b", "c"), "{problems:?}");
     assert!(!shared_by(&problems, "a", "b"), "{problems:?}");
+    // A table holding `$a_secret` from instantiation: b could run a's code.
+    let problems = check("(table 1 funcref) (elem (i32.const 0) $a_secret)", 1);
+    assert!(shared_by(&problems, "a", "b"), "{problems:?}");
+    // Likewise a table whose slots exist before any start (not created empty).
+    let problems = check("(table 1 funcref)", 1);
+    assert!(shared_by(&problems, "a", "b"), "{problems:?}");
 }
 
 /// A lone program on the exported memory keeps a table of its own at its declared size,
