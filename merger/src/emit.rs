@@ -142,6 +142,21 @@ fn start_function(plan: &Plan<'_>, k: usize, r: &mut Reindex) -> Result<Function
                 .end()
                 .call(cache.stash);
         }
+        if let Some(floor) = l.data_floor {
+            // The program's data is in place already: the dispatcher's scratch (erased by the
+            // activation) must have stayed below it.
+            let (ptr, len) = plan.router.too_small_message();
+            InstructionSink::new(&mut body)
+                .global_get(plan.env.cursor_global)
+                .i32_const(floor as i32)
+                .i32_gt_u()
+                .if_(BlockType::Empty)
+                .i32_const(ptr as i32)
+                .i32_const(len as i32)
+                .call(helper(Router::MESSAGE))
+                .unreachable()
+                .end();
+        }
         InstructionSink::new(&mut body)
             .i32_const(min as i32)
             .call(helper(Router::ACTIVATE_SHARED));
@@ -173,7 +188,9 @@ fn start_function(plan: &Plan<'_>, k: usize, r: &mut Reindex) -> Result<Function
         start.grow_tables()?;
         start.apply_elements()?;
     }
-    start.apply_data()?;
+    if l.data_floor.is_none() {
+        start.apply_data()?;
+    }
     let StartBody { r, mut body, .. } = start;
     if let Some(s) = input.start {
         InstructionSink::new(&mut body).call(r.funcs[s as usize]);
@@ -460,8 +477,8 @@ impl Sections {
             });
             s.table_names.append(0, names::SHARED_TABLE);
         }
-        let bridge_pages = crate::plan::bridge_pages(&plan.router);
-        s.memories.memory(memory_type(bridge_pages, Some(65536)));
+        s.memories
+            .memory(memory_type(plan.memory0_pages(), Some(65536)));
         s.memory_names.append(0, names::BRIDGE_MEMORY);
         let cursor = ConstExpr::i32_const(plan.router.scratch_base() as i32);
         s.globals.global(flag_type(), &cursor);
@@ -783,9 +800,27 @@ fn data_section_size(plan: &Plan<'_>, count: u32) -> usize {
                 size += passive(d.data.len());
             }
         }
-        size += l.active.iter().map(|a| passive(a.len())).sum::<usize>();
+        size += l
+            .active
+            .iter()
+            .map(|a| segment_header(l, a).len() + leb_len(a.len() as u64) + a.len())
+            .sum::<usize>();
     }
     size
+}
+
+/// The start of an output segment for one of a program's coalesced active segments: passive
+/// (applied by its start function), or active in memory 0 at its offset when the program's
+/// data stays active ([`Layout::data_floor`]).
+fn segment_header(l: &Layout<'_>, a: &ActiveData<'_>) -> Vec<u8> {
+    match (l.data_floor, a) {
+        (Some(_), ActiveData::Const { offset, .. } | ActiveData::Joined { offset, .. }) => {
+            let mut header = vec![0u8]; // active, memory 0
+            ConstExpr::i32_const(*offset as i32).encode(&mut header);
+            header
+        }
+        _ => vec![1u8], // passive
+    }
 }
 
 /// Writes the data section (payload `size` bytes): segment 0, then per program its passive
@@ -804,7 +839,7 @@ fn write_data_section(wasm: &mut Vec<u8>, size: usize, plan: &Plan<'_>, count: u
             }
         }
         for a in &l.active {
-            wasm.push(1);
+            wasm.extend_from_slice(&segment_header(l, a));
             (a.len() as u32).encode(wasm);
             a.write_to(wasm);
         }

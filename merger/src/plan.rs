@@ -86,6 +86,31 @@ pub(crate) fn shared_table_items(input: &Input<'_>) -> Option<Vec<(u32, Option<u
     Some(items)
 }
 
+/// Least room, in bytes, between the end of the dispatcher's static data and a lone program's
+/// lowest data address for its data segments to stay active: the dispatcher's scratch (the
+/// arguments and environment of `_start`) must fit below them.
+const MIN_SCRATCH_ROOM: u64 = 256 * 1024;
+
+/// For a megabinary whose only program uses memory 0: the lowest address its (coalesced)
+/// active data segments write, when they can stay active segments of memory 0, applied at
+/// instantiation as standalone, so that Wasmtime maps them copy-on-write (a memory image)
+/// instead of each instance copying them at activation. That needs every offset known, every
+/// segment inside the program's initial memory, and the lowest one at least
+/// [`MIN_SCRATCH_ROOM`] bytes above the dispatcher's static data (which stays where it is).
+pub(crate) fn active_data_floor(input: &Input<'_>, l: &Layout<'_>, router: &Router) -> Option<u32> {
+    let spans = l.active.iter().map(|a| match a {
+        ActiveData::Const { offset, .. } | ActiveData::Joined { offset, .. } => {
+            Some((u64::from(*offset), *offset as u64 + a.len() as u64))
+        }
+        ActiveData::Expr { .. } => None,
+    });
+    let spans: Vec<(u64, u64)> = spans.collect::<Option<_>>()?;
+    let floor = spans.iter().map(|&(start, _)| start).min()?;
+    let end = spans.iter().map(|&(_, end)| end).max()?;
+    let room = u64::from(router.scratch_base()) + MIN_SCRATCH_ROOM;
+    (floor >= room && end <= input.memory.initial * 65536).then_some(floor as u32)
+}
+
 /// Whether a program reads its environment (imports `environ_get` or `environ_sizes_get`).
 pub(crate) fn reads_environ(input: &Input<'_>) -> bool {
     input
@@ -202,6 +227,9 @@ pub(crate) struct Layout<'a> {
     pub eager_tables: bool,
     /// The program's index maps (input index → output index), types included.
     pub reindex: Reindex,
+    /// With a lone program on memory 0 whose data segments stay active ([`active_data_floor`]):
+    /// the lowest address they write, below which the dispatcher's scratch must stay.
+    pub data_floor: Option<u32>,
 }
 
 impl Layout<'_> {
@@ -263,6 +291,11 @@ impl<'a> Plan<'a> {
             shared_table.fill(false);
         }
         let mut layouts = lay_out(&inputs, first_func, &shared, &shared_table);
+        if let ([input], [l]) = (inputs.as_slice(), layouts.as_mut_slice()) {
+            if l.shared {
+                l.data_floor = active_data_floor(input, l, &router);
+            }
+        }
         // Types and index maps of every program (sequential: the interner is shared).
         for (input, layout) in inputs.iter().zip(&mut layouts) {
             index_maps(input, layout, &imports, environ, &mut types)?;
@@ -282,6 +315,15 @@ impl<'a> Plan<'a> {
             layouts,
             environ,
         })
+    }
+
+    /// Initial pages of memory 0: the dispatcher's ([`bridge_pages`]), or a lone program's when
+    /// its data segments stay active there (they must fit at instantiation).
+    pub fn memory0_pages(&self) -> u64 {
+        match (self.inputs.as_slice(), self.layouts.as_slice()) {
+            ([input], [l]) if l.data_floor.is_some() => input.memory.initial,
+            _ => bridge_pages(&self.router),
+        }
     }
 
     /// Number of data segments: the dispatcher's static data, then every program's.
@@ -452,6 +494,7 @@ fn lay_out<'a>(
             active,
             eager_tables: consteval::eager_tables(input),
             reindex: Reindex::default(),
+            data_floor: None,
         };
         func = l.end_func();
         memory += !shared as u32;

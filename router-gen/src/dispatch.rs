@@ -184,6 +184,12 @@ impl Router {
         self.layout.msgs.started[k]
     }
 
+    /// Address and length of the message that the arguments and environment took more memory
+    /// than the program's initial memory (printed before a start traps).
+    pub fn too_small_message(&self) -> (u32, u32) {
+        self.layout.msgs.too_small
+    }
+
     /// Generates the dispatcher functions ([`DispatchFunc::ALL`]), to be placed at
     /// `first..first + FUNCS`; `starts[k]` is the function index that starts entry `k`.
     pub fn functions(
