@@ -36,10 +36,10 @@ if [ ! -s "$R/usr/bin/python3.12" ]; then
     chmod 0755 "$R/usr/bin/python3.12"
 fi
 printf '[agent_tools]\npython = "/usr/bin/python3.12"\n' >"$W/python.toml"
-if [ ! -s "$W/out-python/manifest.json" ]; then
-    "$MEGABIN" build "$R" -o "$W/out-python" --config "$W/python.toml" -q
-    "$MEGABIN" compile "$W/out-python"
-fi
+# Built every time (the output changes with megabin); compiled once per distinct module.
+rm -rf "$W/out-python"
+"$MEGABIN" build "$R" -o "$W/out-python" --config "$W/python.toml" -q
+"$MEGABIN" compile "$W/out-python"
 [ -s "$W/python.cwasm" ] || "$WASMTIME" compile "$R/usr/bin/python3.12" -o "$W/python.cwasm"
 
 # A small agent-style script: the standard library's json and re, some allocation.
