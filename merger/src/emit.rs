@@ -145,7 +145,7 @@ fn start_function(plan: &Plan<'_>, k: usize, r: &mut Reindex) -> Result<Function
         if let Some(floor) = l.data_floor {
             // The program's data is in place already: the dispatcher's scratch (erased by the
             // activation) must have stayed below it.
-            let (ptr, len) = plan.router.too_small_message();
+            let (ptr, len) = plan.router.reached_data_message();
             InstructionSink::new(&mut body)
                 .global_get(plan.env.cursor_global)
                 .i32_const(floor as i32)

@@ -47,8 +47,8 @@ pub struct Footprint {
 
 impl Footprint {
     /// What the module adds besides its programs: the bridge memory, up to every WASI import,
-    /// the bridge allocator and the dispatcher, the cursor global, the static-data segment and
-    /// the declarative element segment.
+    /// the bridge allocator and the dispatcher, the cursor and activation globals, the
+    /// static-data segment and the declarative element segment.
     pub fn base() -> Self {
         Footprint {
             memories: 1,
@@ -58,7 +58,7 @@ impl Footprint {
                 + router_gen::bridge::ENVIRON_HELPERS as u64,
             data_segments: 1,
             element_segments: 1,
-            globals: 1,
+            globals: 2,
             types: 16,
             bytes: 64 * 1024,
             ..Default::default()

@@ -112,6 +112,17 @@ pub fn check_isolation(wasm: &[u8]) -> Result<IsolationReport, Vec<String>> {
         .collect();
     let empty = module.empty_tables();
     check_disjoint(&report, &guarded, &empty, &mut problems);
+    // Memory 0's content at instantiation besides the static data (segment 0) belongs to the
+    // program that uses memory 0: no other entry may run there.
+    if !module.memory0_data.is_empty() && (entries.len() != 1 || guarded.len() != 1) {
+        problems.push(format!(
+            "data segments {:?} are active in the exported memory 0, which only a lone entry \
+             on memory 0 may have, but the module has {} entries, {} of them on memory 0",
+            module.memory0_data,
+            entries.len(),
+            guarded.len()
+        ));
+    }
     if problems.is_empty() {
         Ok(report)
     } else {
@@ -130,6 +141,8 @@ struct Scan {
     table_funcs: BTreeMap<u32, BTreeSet<u32>>,
     /// Per table (imported ones first): whether it is created empty (0 slots, null init).
     empty_tables: Vec<bool>,
+    /// Active data segments of memory 0 other than segment 0 (the dispatcher's static data).
+    memory0_data: Vec<u32>,
     func_exports: BTreeMap<String, u32>,
     mem_exports: BTreeMap<String, u32>,
     names: BTreeMap<u32, String>,
@@ -186,6 +199,19 @@ impl Scan {
                 Payload::ElementSection(r) => {
                     for e in r {
                         m.element(e.map_err(parse_err)?)?;
+                    }
+                }
+                Payload::DataSection(r) => {
+                    for (i, d) in (0u32..).zip(r) {
+                        let kind = d.map_err(parse_err)?.kind;
+                        if let wasmparser::DataKind::Active {
+                            memory_index: 0, ..
+                        } = kind
+                        {
+                            if i > 0 {
+                                m.memory0_data.push(i);
+                            }
+                        }
                     }
                 }
                 Payload::CodeSectionEntry(body) => {

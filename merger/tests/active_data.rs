@@ -9,7 +9,7 @@ mod support;
 
 use merger::{merge, MergeOptions};
 use runtime_check::{Invocation, RunConfig, Runner, Status};
-use support::aliased;
+use support::{aliased, Harness, Outcome};
 
 /// Data far above the dispatcher's static data (as CPython's, after its stack). Exits with the
 /// number of the first check that failed (0 when all hold): 1 initial size is 8 pages, 2
@@ -141,7 +141,7 @@ fn arguments_that_would_reach_a_lone_program_s_data_are_refused_with_a_message()
     assert!(matches!(out.status, Status::Trap { .. }), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("more memory than the program's initial memory"),
+        err.contains("more memory than fits below the program's data"),
         "{err}"
     );
 }
@@ -169,4 +169,124 @@ fn with_another_program_the_data_is_applied_at_activation() {
         .run_captured(&mega, "_start", &inv(&["highdata"], &[]))
         .unwrap();
     assert_eq!(out.status, Status::Exit(0), "{out:?}");
+}
+
+/// A program's `memory.init` and `data.drop` of a segment that stays active behave as
+/// standalone: the segment was dropped at instantiation, so copying 0 bytes from it works,
+/// copying 1 traps, and dropping it again is allowed.
+#[test]
+fn memory_init_and_data_drop_of_an_active_segment_behave_as_standalone() {
+    let harness = Harness::new();
+    for n in [0, 1] {
+        let wasm = wat::parse_str(format!(
+            r#"(module
+              (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+              (memory (export "memory") 8)
+              (data (i32.const 300000) "hello")
+              (func (export "_start")
+                (memory.init 0 (i32.const 16) (i32.const 0) (i32.const {n}))
+                (data.drop 0)
+                (call $exit (i32.load8_u (i32.const 300000)))))"#
+        ))
+        .unwrap();
+        let merged = merge(&[aliased("dataops", &wasm)], &MergeOptions::default()).unwrap();
+        assert_eq!(layout(&merged.wasm).1, 2, "the program's data stays active");
+        let run = |wasm: &[u8], export: &str| {
+            let module = harness.compile(wasm).unwrap();
+            let mut inst = harness.instantiate(&module).unwrap();
+            harness.call(&mut inst, export, &[])
+        };
+        let standalone = run(&wasm, "_start");
+        let expected = match n {
+            0 => Outcome::Exit(104),
+            _ => Outcome::Trap("MemoryOutOfBounds".into()),
+        };
+        assert_eq!(standalone, expected);
+        assert_eq!(run(&merged.wasm, "dataops_start"), standalone, "n = {n}");
+    }
+}
+
+/// `megabin_dispatch` erases the host's digest before the program runs: a digest placed in a
+/// lone program's data (which is in memory 0 from instantiation on) would change that data,
+/// so only one within the host's first 64 bytes is accepted (returns 2 otherwise, running
+/// nothing).
+#[test]
+fn megabin_dispatch_refuses_a_digest_outside_the_host_bytes() {
+    // Exits with the first byte of its data (`h`, 104) and the byte the host area had (0).
+    let wasm = wat::parse_str(
+        r#"(module
+          (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+          (memory (export "memory") 8)
+          (data (i32.const 300000) "hello")
+          (func (export "_start")
+            (call $exit (i32.add (i32.load8_u (i32.const 300000)) (i32.load8_u (i32.const 32))))))"#,
+    )
+    .unwrap();
+    let merged = merge(&[aliased("first", &wasm)], &MergeOptions::default()).unwrap();
+    assert_eq!(layout(&merged.wasm).1, 2, "the program's data stays active");
+    let digest = merged.map.entries[0].digest.0;
+    let harness = Harness::new();
+    let module = harness.compile(&merged.wasm).unwrap();
+    for (at, expected) in [
+        (300_000, Outcome::Values(vec!["i32:2".into()])),
+        (33, Outcome::Values(vec!["i32:2".into()])),
+        // The last place that fits in bytes 0-63: the program runs and sees its own data.
+        (32, Outcome::Exit(104)),
+    ] {
+        let mut inst = harness.instantiate(&module).unwrap();
+        let memory = inst.instance.get_memory(&mut inst.store, "memory").unwrap();
+        memory.write(&mut inst.store, at, &digest).unwrap();
+        let out = harness.call(
+            &mut inst,
+            "megabin_dispatch",
+            &[wasmtime::Val::I32(at as i32)],
+        );
+        assert_eq!(out, expected, "digest at {at}");
+        if at == 300_000 {
+            // Refused: the data under the digest is what the host wrote, not erased.
+            let bytes = harness.memory(&mut inst, "memory");
+            assert_eq!(&bytes[at..at + 32], &digest);
+        }
+    }
+}
+
+/// The isolation check (run by verification on any megabinary) refuses active data in the
+/// exported memory (besides the dispatcher's static data, segment 0) when more than one
+/// entry could run there: whichever started would see the other's bytes.
+#[test]
+fn isolation_allows_active_data_in_memory_0_only_for_a_lone_entry() {
+    let wasm = wat::parse_str(HIGHDATA).unwrap();
+    let lone = merge(&[aliased("highdata", &wasm)], &MergeOptions::default()).unwrap();
+    assert_eq!(layout(&lone.wasm).1, 3);
+    merger::check_isolation(&lone.wasm).unwrap_or_else(|p| panic!("{}", p.join("\n")));
+    let guard = 1 + router_gen::dispatch::Router::ACTIVATE_SHARED;
+    let funcs: String = (0..=guard + 1).map(|_| "(func)").collect();
+    let forged = |entries: &str| {
+        let wat = format!(
+            r#"(module
+              (memory (export "memory") 1)
+              (data (i32.const 64) "static")
+              (data (i32.const 4096) "a's secret")
+              {funcs}
+              {entries})"#
+        );
+        merger::check_isolation(&wat::parse_str(wat).unwrap())
+            .err()
+            .unwrap_or_default()
+    };
+    let entry = |name: &str| {
+        format!(
+            r#"(func (export "{name}_start") (call {guard}))
+               (export "{name}.memory" (memory 0))"#
+        )
+    };
+    let about_data = |problems: &[String]| {
+        problems
+            .iter()
+            .any(|p| p.contains("active in the exported memory 0"))
+    };
+    let one = forged(&entry("a"));
+    assert!(!about_data(&one), "{one:?}");
+    let two = forged(&format!("{} {}", entry("a"), entry("b")));
+    assert!(about_data(&two), "{two:?}");
 }

@@ -184,10 +184,10 @@ impl Router {
         self.layout.msgs.started[k]
     }
 
-    /// Address and length of the message that the arguments and environment took more memory
-    /// than the program's initial memory (printed before a start traps).
-    pub fn too_small_message(&self) -> (u32, u32) {
-        self.layout.msgs.too_small
+    /// Address and length of the message that the arguments and environment reached the
+    /// data of a lone program whose data stays active (printed before its start traps).
+    pub fn reached_data_message(&self) -> (u32, u32) {
+        self.layout.msgs.reached_data
     }
 
     /// Generates the dispatcher functions ([`DispatchFunc::ALL`]), to be placed at
@@ -389,9 +389,18 @@ impl Gen<'_> {
     }
 
     /// `megabin_dispatch(ptr) -> i32`. The host's digest is erased once found: the program
-    /// may use the exported memory as its own.
+    /// may use the exported memory as its own. A digest not within the first [`STATIC_BASE`]
+    /// bytes (the host's) is refused with 2: it could lie in a program's data, which erasing
+    /// it would change.
     fn dispatch(&self, s: &mut InstructionSink, l: &mut LocalAlloc) {
         self.refuse_after_shared(s);
+        s.local_get(0)
+            .i32_const(STATIC_BASE as i32 - 32)
+            .i32_gt_u()
+            .if_(BlockType::Empty)
+            .i32_const(2)
+            .return_()
+            .end();
         let id = l.add(I32);
         self.search_digest(s, 0, id);
         s.i32_const(1).return_().end();

@@ -118,6 +118,9 @@ pub(crate) struct Messages {
     pub another_started: Span,
     /// The dispatcher's scratch grew the exported memory past a program's initial size.
     pub too_small: Span,
+    /// The dispatcher's scratch reached the data of a lone program whose data segments stay
+    /// active in the exported memory.
+    pub reached_data: Span,
     /// Per entry: "already started in this instance".
     pub started: Vec<Span>,
 }
@@ -233,6 +236,10 @@ impl Messages {
             too_small: msg(
                 "megabin: the arguments and environment took more memory than the program's \
                  initial memory\n",
+            ),
+            reached_data: msg(
+                "megabin: the arguments and environment took more memory than fits below the \
+                 program's data\n",
             ),
             started: entries
                 .iter()

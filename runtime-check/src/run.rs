@@ -21,6 +21,17 @@ pub use megabin_format::exit::TRAP as EXIT_TRAP;
 /// (bytes 0..64 of the bridge memory are reserved and never used by the megabinary).
 pub const DIGEST_ADDR: usize = 0;
 
+/// Why `megabin_dispatch` refused to run anything, from the code it returned (docs/format.md
+/// §5: 1 for a digest not in the megabinary, 2 for one placed outside bytes 0–63).
+pub(crate) fn dispatch_refusal(code: i32) -> String {
+    let why = match code {
+        1 => "the digest is not in this megabinary",
+        2 => "the digest was not placed in bytes 0-63 of the exported memory",
+        _ => "an unknown refusal",
+    };
+    format!("megabin_dispatch returned {code}: {why}")
+}
+
 /// How to run.
 #[derive(Clone, Debug, Default)]
 pub struct RunConfig {
@@ -299,11 +310,7 @@ pub fn run_module(
     };
     let e = match result {
         Ok(0) => return Ok(0),
-        Ok(code) => {
-            return Err(RunError::Dispatch(format!(
-                "megabin_dispatch returned {code}: the digest is not in this megabinary"
-            )))
-        }
+        Ok(code) => return Err(RunError::Dispatch(dispatch_refusal(code))),
         Err(e) => e,
     };
     if let Some(I32Exit(code)) = e.downcast_ref::<I32Exit>() {

@@ -246,9 +246,7 @@ fn run_in_store(
     };
     match result {
         Ok(0) => Ending::Exit(0),
-        Ok(code) => Ending::Failed(format!(
-            "megabin_dispatch returned {code}: the digest is not in this megabinary"
-        )),
+        Ok(code) => Ending::Failed(crate::run::dispatch_refusal(code)),
         Err(e) => {
             if let Some(I32Exit(code)) = e.downcast_ref::<I32Exit>() {
                 if denied && *code != 0 {
