@@ -13,7 +13,8 @@
 //!   measured side by side (interleaved rounds), under pooling-allocator variants (issue 14);
 //! - `compile DIR N`: Cranelift compile of the N-program megabinary vs its inputs one by one;
 //! - `aotload OUT...`: what loading an AOT artifact (`build --aot`) costs, step by step;
-//! - `instloop OUT SECONDS CONFIG`: instantiates hello's megabinary in a loop (under `perf`);
+//! - `instloop OUT SECONDS CONFIG [run]`: instantiates hello's megabinary in a loop (under
+//!   `perf`), and runs hello each time with `run`;
 //! - `io OUT`: bridged I/O (cat, writes of each size, bigout) in the megabinary vs standalone,
 //!   stdout to a sink, through the same path as `megabin run` (InstancePre, megabin_dispatch);
 //! - `sections FILE`: bytes per section (custom sections by name) and the `_start` exports;
@@ -58,7 +59,12 @@ fn main() -> Result<()> {
         Some("entrystart") => entrystart(Path::new(&args[1]), Path::new(&args[2]), &rest(3)),
         Some("compile") => compile(Path::new(&args[1]), args[2].parse()?),
         Some("aotload") => aotload(&rest(1)),
-        Some("instloop") => instloop(Path::new(&args[1]), args[2].parse()?, args[3].parse()?),
+        Some("instloop") => instloop(
+            Path::new(&args[1]),
+            args[2].parse()?,
+            args[3].parse()?,
+            args.get(4).is_some_and(|a| a == "run"),
+        ),
         Some("io") => io(Path::new(&args[1]), Path::new(&args[2])),
         Some("criterion") => criterion(Path::new(&args[1])),
         Some("sections") => sections(Path::new(&args[1])),
@@ -473,7 +479,7 @@ fn entrystart(out1: &Path, outn: &Path, which: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn instloop(out: &Path, seconds: f64, config: usize) -> Result<()> {
+fn instloop(out: &Path, seconds: f64, config: usize, run: bool) -> Result<()> {
     let (label, config) = if config >= 100 {
         pool_variants().swap_remove(config - 100)
     } else {
@@ -485,12 +491,13 @@ fn instloop(out: &Path, seconds: f64, config: usize) -> Result<()> {
     let t = Instant::now();
     let mut n = 0u64;
     while t.elapsed().as_secs_f64() < seconds {
-        h.run(&Entry::Mega(digest), &["hello".into()], None, false)?;
+        h.run(&Entry::Mega(digest), &["hello".into()], None, run)?;
         n += 1;
     }
     println!(
-        "{label}: {:.1} µs per instantiation",
-        t.elapsed().as_secs_f64() * 1e6 / n as f64
+        "{label}: {:.1} µs per instantiation{}",
+        t.elapsed().as_secs_f64() * 1e6 / n as f64,
+        if run { " and run" } else { "" }
     );
     Ok(())
 }

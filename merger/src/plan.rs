@@ -317,13 +317,19 @@ impl<'a> Plan<'a> {
         })
     }
 
-    /// Initial pages of memory 0: the dispatcher's ([`bridge_pages`]), or a lone program's when
-    /// its data segments stay active there (they must fit at instantiation).
+    /// Initial pages of memory 0: the smallest initial memory of the programs that use it
+    /// (at least [`bridge_pages`], [`shares_memory`]), so that their activation need not grow
+    /// it (a `memory.grow` costs every run two page-protection changes); the dispatcher's
+    /// [`bridge_pages`] when no program uses it. A lone program's data segments that stay
+    /// active there ([`Layout::data_floor`]) thus fit at instantiation.
     pub fn memory0_pages(&self) -> u64 {
-        match (self.inputs.as_slice(), self.layouts.as_slice()) {
-            ([input], [l]) if l.data_floor.is_some() => input.memory.initial,
-            _ => bridge_pages(&self.router),
-        }
+        self.inputs
+            .iter()
+            .zip(&self.layouts)
+            .filter(|(_, l)| l.shared)
+            .map(|(input, _)| input.memory.initial)
+            .min()
+            .unwrap_or_else(|| bridge_pages(&self.router))
     }
 
     /// Number of data segments: the dispatcher's static data, then every program's.

@@ -337,3 +337,45 @@ fn isolation_requires_the_guard_of_entries_on_the_exported_memory() {
     let merged = merge(&programs(&memcheck, &envcount), &MergeOptions::default()).unwrap();
     merger::check_isolation(&merged.wasm).unwrap();
 }
+
+/// Memory 0 starts at the smallest initial memory of the programs that use it, so that their
+/// start need not grow it (each run would pay for the page protection changes); a program with
+/// a larger minimum still sees exactly its standalone memory, as does the one at the smallest
+/// minimum (MEMCHECK's checks, 2 pages, more than the dispatcher's 1).
+#[test]
+fn memory_0_starts_at_the_smallest_program_minimum() {
+    let memcheck = wat::parse_str(MEMCHECK).unwrap();
+    // Exits with memory.size + 10 × (memory.grow 1 + 1): 3 standalone (3 pages, and its
+    // maximum refuses the growth).
+    let larger = wat::parse_str(
+        r#"(module
+          (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+          (memory 3 3)
+          (func (export "_start")
+            (call $exit (i32.add (memory.size) (i32.mul (i32.const 10)
+              (i32.add (memory.grow (i32.const 1)) (i32.const 1)))))))"#,
+    )
+    .unwrap();
+    let merged = merge(
+        &[aliased("memcheck", &memcheck), aliased("larger", &larger)],
+        &MergeOptions::default(),
+    )
+    .unwrap();
+    assert!(merged.map.entries.iter().all(|e| e.memory == 0));
+    let mut pages = None;
+    for payload in wasmparser::Parser::new(0).parse_all(&merged.wasm) {
+        if let wasmparser::Payload::MemorySection(r) = payload.unwrap() {
+            pages = Some(r.into_iter().next().unwrap().unwrap().initial);
+        }
+    }
+    assert_eq!(pages, Some(2), "memory 0 starts at memcheck's minimum");
+    let runner = Runner::new().unwrap();
+    let mega = runner.compile(&merged.wasm).unwrap();
+    let status = |name: &str| {
+        runner
+            .run_captured(&mega, "_start", &inv(&[name], &[]))
+            .unwrap()
+    };
+    assert_eq!(status("memcheck").status, Status::Exit(0));
+    assert_eq!(status("larger").status, Status::Exit(3));
+}
