@@ -17,7 +17,8 @@
 //!   `perf`), and runs hello each time with `run`;
 //! - `io OUT`: bridged I/O (cat, writes of each size, bigout) in the megabinary vs standalone,
 //!   stdout to a sink, through the same path as `megabin run` (InstancePre, megabin_dispatch);
-//! - `sections FILE`: bytes per section (custom sections by name) and the `_start` exports;
+//! - `sections FILE`: bytes per section (custom sections by name), the `_start` exports and
+//!   memory 0's initial pages;
 //! - `criterion DIR`: the medians of the criterion benches, as a table with ratios.
 
 #[path = "../../benches/common/mod.rs"]
@@ -713,8 +714,12 @@ fn sections(file: &Path) -> Result<()> {
     let wasm = std::fs::read(file)?;
     let mut sizes: Vec<(String, usize)> = Vec::new();
     let mut starts = Vec::new();
+    let mut memory0 = None;
     for payload in Parser::new(0).parse_all(&wasm) {
         let payload = payload?;
+        if let Payload::MemorySection(r) = &payload {
+            memory0 = r.clone().into_iter().next().transpose()?.map(|m| m.initial);
+        }
         if let Payload::ExportSection(r) = &payload {
             for e in r.clone() {
                 let e = e?;
@@ -743,6 +748,9 @@ fn sections(file: &Path) -> Result<()> {
     }
     println!("other (headers, small sections): {}", wasm.len() - listed);
     println!("start exports: {}", starts.join(", "));
+    if let Some(pages) = memory0 {
+        println!("memory 0 initial pages: {pages}");
+    }
     Ok(())
 }
 
