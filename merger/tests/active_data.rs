@@ -8,8 +8,8 @@
 mod support;
 
 use merger::{merge, MergeOptions};
-use runtime_check::{Invocation, RunConfig, Runner, Status};
-use support::{aliased, Harness, Outcome};
+use runtime_check::{RunConfig, Runner, Status};
+use support::{aliased, assert_start_refused, inv, Harness, Outcome};
 
 /// Data far above the dispatcher's static data (as CPython's, after its stack). Exits with the
 /// number of the first check that failed (0 when all hold): 1 initial size is 8 pages, 2
@@ -72,17 +72,6 @@ fn layout(wasm: &[u8]) -> (u64, usize) {
     (pages, active)
 }
 
-fn inv(args: &[&str], env: &[(&str, String)]) -> Invocation {
-    Invocation {
-        args: args.iter().map(|a| a.to_string()).collect(),
-        env: env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect(),
-        ..Default::default()
-    }
-}
-
 #[test]
 fn a_lone_program_keeps_its_data_active_and_sees_its_standalone_memory() {
     let wasm = wat::parse_str(HIGHDATA).unwrap();
@@ -132,18 +121,8 @@ fn a_lone_program_keeps_its_data_active_and_sees_its_standalone_memory() {
 fn arguments_that_would_reach_a_lone_program_s_data_are_refused_with_a_message() {
     let wasm = wat::parse_str(HIGHDATA).unwrap();
     let merged = merge(&[aliased("highdata", &wasm)], &MergeOptions::default()).unwrap();
-    let runner = Runner::new().unwrap();
-    let mega = runner.compile(&merged.wasm).unwrap();
-    let huge = "y".repeat(320_000);
-    let out = runner
-        .run_captured(&mega, "_start", &inv(&["highdata"], &[("H", huge)]))
-        .unwrap();
-    assert!(matches!(out.status, Status::Trap { .. }), "{out:?}");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("more memory than fits below the program's data"),
-        "{err}"
-    );
+    let message = "more memory than fits below the program's data";
+    assert_start_refused(&merged.wasm, "highdata", 320_000, message);
 }
 
 /// With a second program, the data segments are passive again (the memory is not one

@@ -9,8 +9,8 @@
 mod support;
 
 use merger::{merge, merge_with, DebugOptions, MergeOptions, Program};
-use runtime_check::{Invocation, RunConfig, Runner, Status};
-use support::{aliased, sha256_hex};
+use runtime_check::{RunConfig, Runner, Status};
+use support::{aliased, assert_start_refused, inv, sha256_hex};
 
 /// Checks its own memory as standalone and exits with the number of the first check that
 /// failed (0 when all hold): 1 initial size is 2 pages, 2 exactly the 5 data bytes are
@@ -85,17 +85,6 @@ const ENVDUMP: &str = r#"(module
 
 fn programs<'a>(memcheck: &'a [u8], envcount: &'a [u8]) -> Vec<Program<'a>> {
     vec![aliased("envcount", envcount), aliased("memcheck", memcheck)]
-}
-
-fn inv(args: &[&str], env: &[(&str, String)]) -> Invocation {
-    Invocation {
-        args: args.iter().map(|a| a.to_string()).collect(),
-        env: env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect(),
-        ..Default::default()
-    }
 }
 
 #[test]
@@ -185,18 +174,8 @@ fn arguments_larger_than_the_initial_memory_are_refused_with_a_message() {
     let memcheck = wat::parse_str(MEMCHECK).unwrap();
     let envcount = wat::parse_str(ENVCOUNT).unwrap();
     let merged = merge(&programs(&memcheck, &envcount), &MergeOptions::default()).unwrap();
-    let runner = Runner::new().unwrap();
-    let mega = runner.compile(&merged.wasm).unwrap();
-    let huge = "y".repeat(200_000);
-    let out = runner
-        .run_captured(&mega, "_start", &inv(&["memcheck"], &[("H", huge)]))
-        .unwrap();
-    assert!(matches!(out.status, Status::Trap { .. }), "{out:?}");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("more memory than the program's initial memory"),
-        "{err}"
-    );
+    let message = "more memory than the program's initial memory";
+    assert_start_refused(&merged.wasm, "memcheck", 200_000, message);
 }
 
 /// A program on the exported memory reads its environment from the dispatcher's cache: the

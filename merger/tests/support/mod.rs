@@ -15,6 +15,38 @@ mod baseline;
 pub use baseline::check_baseline;
 
 // ---------------------------------------------------------------------------------------------
+// Runs through `runtime_check` (the real WASI host).
+
+/// An invocation of `_start` with these arguments and environment.
+pub fn inv(args: &[&str], env: &[(&str, String)]) -> runtime_check::Invocation {
+    runtime_check::Invocation {
+        args: args.iter().map(|a| a.to_string()).collect(),
+        env: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// Runs `_start` of `merged` for `name` with an environment variable of `env_bytes` bytes and
+/// asserts that the start trapped after writing a message containing `message` to stderr.
+pub fn assert_start_refused(merged: &[u8], name: &str, env_bytes: usize, message: &str) {
+    let runner = runtime_check::Runner::new().unwrap();
+    let mega = runner.compile(merged).unwrap();
+    let huge = "y".repeat(env_bytes);
+    let out = runner
+        .run_captured(&mega, "_start", &inv(&[name], &[("H", huge)]))
+        .unwrap();
+    assert!(
+        matches!(out.status, runtime_check::Status::Trap { .. }),
+        "{out:?}"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(message), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------------
 // Inputs: fixtures, programs, merges.
 
 /// `fixtures/hardening/<name>` (WAT) as a module.
